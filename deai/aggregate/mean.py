@@ -1,0 +1,17 @@
+"""Weighted mean of updates: FedAvg's aggregation (McMahan et al. 2017)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deai.aggregate.base import AggregationContext, normalized_weights
+
+
+class WeightedMean:
+    """``sum_i p_i * update_i`` with ``p_i`` proportional to each party's example count."""
+
+    name = "mean"
+
+    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> np.ndarray:
+        p = normalized_weights(weights).astype(np.float32)
+        return p @ updates

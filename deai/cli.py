@@ -1,0 +1,108 @@
+"""The ``deai`` command: ``deai run``, ``deai demo``.
+
+Human output (progress, tables) goes to stderr; ``--json`` prints one machine-readable
+object on stdout. Configuration problems exit with code 2 and write nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from deai.config import ConfigError
+
+EXIT_CONFIG = 2
+err_console = Console(stderr=True)
+
+
+def _progress(total: int, label: str) -> tuple[Progress, Any]:
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=err_console, transient=False,
+    )
+    task = progress.add_task(label, total=total, status="")
+
+    def on_round(m: dict[str, Any]) -> None:
+        acc = m.get("accuracy")
+        status = f"acc {100 * acc:.1f}%" if acc is not None else ""
+        progress.update(task, completed=m["round"], status=status)
+
+    return progress, on_round
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from deai.config import load_config
+    from deai.engine.api import resume, run
+
+    if args.resume:
+        from pathlib import Path
+
+        cfg = load_config(Path(args.resume) / "config.toml")
+        progress, on_round = _progress(cfg.run.rounds, f"resume {cfg.run.name}")
+        with progress:
+            result = resume(args.resume, on_round=on_round)
+    else:
+        if not args.config:
+            raise ConfigError("give a CONFIG file, or --resume RUN_DIR")
+        cfg = load_config(args.config)
+        progress, on_round = _progress(cfg.run.rounds, f"{cfg.run.name} ({cfg.strategy.algorithm})")
+        with progress:
+            result = run(cfg, out=args.out, on_round=on_round)
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary))
+    err_console.print(
+        f"final accuracy [bold]{100 * result.final_accuracy:.2f}%[/] after {result.rounds} rounds "
+        f"({result.train_time_s:.2f} s training); report: {result.run_dir}/report.html"
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from deai.demo import run_demo
+
+    summary = run_demo(out=args.out, rounds=args.rounds)
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deai", description="Decentralized AI: learn together without moving data.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_run = sub.add_parser("run", help="run a federated experiment from a TOML config")
+    p_run.add_argument("config", nargs="?", help="experiment TOML file (see examples/)")
+    p_run.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    p_run.add_argument("--out", help="run directory to create (default runs/NAME-TIMESTAMP)")
+    p_run.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
+    p_run.set_defaults(func=cmd_run)
+
+    p_demo = sub.add_parser("demo", help="the end-to-end story on the embedded defaults (88 clinics)")
+    p_demo.add_argument("--out", default="runs/demo", help="directory for the demo's runs and report")
+    p_demo.add_argument("--rounds", type=int, default=30)
+    p_demo.add_argument("--json", action="store_true")
+    p_demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        err_console.print("interrupted; resume with `deai run --resume RUN_DIR`")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Experiment configuration: a TOML file validated up front with pydantic.
+
+Every field is checked before any work starts; an unknown key or a bad value is reported with
+its dotted path and what is allowed (see :func:`format_validation_error`).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from deai.data.datasets import DATASETS
+from deai.data.partition import PARTITIONS
+
+ALGORITHMS = ("fedavg", "fedprox", "scaffold", "fedadam", "fedyogi", "fedadagrad", "fednova")
+BACKENDS = ("vectorized", "processes", "ray")
+MODELS = ("logreg", "mlp", "cnn")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with a message that says what to fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RunSection(_Strict):
+    name: str = "run"
+    seed: int = 0
+    rounds: int = Field(10, ge=1, le=100_000)
+    backend: Literal["vectorized", "processes", "ray"] = "vectorized"
+    workers: int = Field(2, ge=1, description="worker processes / Ray tasks for the parallel backends")
+    eval_every: int = Field(1, ge=1)
+    checkpoint_every: int = Field(5, ge=1, description="keep a numbered checkpoint every N rounds")
+
+
+class DataSection(_Strict):
+    dataset: Literal["digits", "breast_cancer", "fashion_mnist", "covid_clinics"] = "digits"
+    partition: Literal["iid", "dirichlet", "shards", "quantity_skew", "natural"] = "iid"
+    num_parties: int = Field(10, ge=1)
+    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration; smaller is more skewed")
+    shards_per_party: int = Field(2, ge=1)
+    quantity_sigma: float = Field(1.0, gt=0)
+    test_fraction: float = Field(0.2, ge=0, le=0.9)
+    max_examples: int | None = Field(None, ge=1, description="subsample the data set first (seeded)")
+    replicate: int = Field(1, ge=1, le=1000, description="tile the data set N times (scale benchmarks)")
+
+
+class ModelSection(_Strict):
+    kind: Literal["logreg", "mlp", "cnn"] = "logreg"
+    hidden: int = Field(64, ge=1)
+
+
+class StrategySection(_Strict):
+    algorithm: Literal["fedavg", "fedprox", "scaffold", "fedadam", "fedyogi", "fedadagrad", "fednova"] = "fedavg"
+    local_epochs: int = Field(1, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(0.1, gt=0, description="local (client) learning rate")
+    mu: float = Field(0.0, ge=0, description="FedProx proximal coefficient")
+    server_lr: float | None = Field(None, gt=0, description="default 1.0, or 0.01 for fedadam/fedyogi/fedadagrad")
+    server_momentum: float = Field(0.0, ge=0, lt=1)
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.99, ge=0, lt=1)
+    tau: float = Field(1e-3, gt=0, description="adaptivity of FedAdam/FedYogi/FedAdagrad")
+    clip_norm: float | None = Field(None, gt=0, description="clip each party's update to this L2 norm")
+    personalization_epochs: int = Field(0, ge=0, description="local fine-tuning epochs for personalized accuracy")
+
+    @model_validator(mode="after")
+    def _mu_only_for_fedprox(self) -> StrategySection:
+        if self.mu > 0 and self.algorithm != "fedprox":
+            raise ValueError(f"mu applies only to algorithm 'fedprox' (algorithm is {self.algorithm!r})")
+        return self
+
+
+class ParticipationSection(_Strict):
+    fraction: float | None = Field(None, gt=0, le=1, description="share of parties sampled each round")
+    count: int | None = Field(None, ge=1, description="number of parties sampled each round")
+    dropout_rate: float = Field(0.0, ge=0, lt=1, description="chance a sampled party vanishes in a round")
+    deadline: float | None = Field(
+        None, gt=0, description="round deadline in local steps of a speed-1 party; None waits for all"
+    )
+    speed_sigma: float = Field(0.0, ge=0, description="party speeds are lognormal(0, speed_sigma)")
+    straggler_policy: Literal["drop", "partial"] = "drop"
+
+    @model_validator(mode="after")
+    def _one_of_fraction_count(self) -> ParticipationSection:
+        if self.fraction is not None and self.count is not None:
+            raise ValueError("set either fraction or count, not both")
+        return self
+
+
+class ExperimentConfig(_Strict):
+    run: RunSection = RunSection()
+    data: DataSection = DataSection()
+    model: ModelSection = ModelSection()
+    strategy: StrategySection = StrategySection()
+    participation: ParticipationSection = ParticipationSection()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> ExperimentConfig:
+        if self.data.partition == "natural" and self.data.dataset != "covid_clinics":
+            raise ValueError("data.partition 'natural' needs a data set with real sites: dataset = 'covid_clinics'")
+        if self.model.kind == "cnn" and self.data.dataset not in ("digits", "fashion_mnist"):
+            raise ValueError("model.kind 'cnn' needs image data: dataset = 'digits' or 'fashion_mnist'")
+        if self.participation.count is not None and self.participation.count > self.data.num_parties:
+            raise ValueError(
+                f"participation.count ({self.participation.count}) exceeds data.num_parties "
+                f"({self.data.num_parties})"
+            )
+        return self
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.model_dump(exclude_none=True))
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One line per problem: the dotted field, what is wrong, and the value given."""
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            section = _section_model(e["loc"][:-1])
+            allowed = ", ".join(section.model_fields) if section else ""
+            lines.append(f"{where}: unknown key; allowed keys here: {allowed}")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            given = e.get("input")
+            shown = "" if isinstance(given, dict) or e["type"] == "missing" else f" (got {given!r})"
+            lines.append(f"{where}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def _section_model(loc: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] = ExperimentConfig
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return None
+        model = field.annotation
+    return model
+
+
+def parse_config(data: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"invalid {source}:\n{format_validation_error(err)}") from None
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate a TOML experiment file; raises :class:`ConfigError` with a clear message."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}") from None
+    return parse_config(data, source=str(path))
+
+
+__all__ = [
+    "ALGORITHMS", "BACKENDS", "DATASETS", "MODELS", "PARTITIONS", "ConfigError", "ExperimentConfig",
+    "load_config", "parse_config",
+]

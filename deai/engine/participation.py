@@ -1,0 +1,81 @@
+"""Who takes part in a round: sampling, dropouts and stragglers against a deadline.
+
+A party's speed is fixed for the run (lognormal around 1), its dropout draw is fresh each
+round; both come from its own key, so they do not depend on who else was sampled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from deai.rng import Purpose, generator, key, party_normal, party_uniform
+
+
+@dataclass
+class RoundPlan:
+    sampled: np.ndarray  # int64, parties asked to train
+    participants: np.ndarray  # int64, parties whose update arrives in time
+    step_budget: np.ndarray | None  # int64 [len(participants)] steps allowed, or None for no cap
+    dropped: int  # vanished mid-round
+    stragglers: int  # missed the deadline (dropped) or were cut short (partial)
+    sim_time: float  # simulated duration of the round: slowest arriving party
+
+
+def party_speeds(seed: int, num_parties: int, speed_sigma: float) -> np.ndarray:
+    """Steps per unit of simulated time for every party (1.0 everywhere when sigma is 0)."""
+    if speed_sigma == 0:
+        return np.ones(num_parties)
+    z = party_normal(key(seed, 0, Purpose.SPEED), np.arange(num_parties), 1)[:, 0]
+    return np.exp(speed_sigma * z)
+
+
+def plan_round(
+    seed: int,
+    round_: int,
+    num_parties: int,
+    planned_steps: np.ndarray,
+    speeds: np.ndarray,
+    *,
+    fraction: float | None,
+    count: int | None,
+    dropout_rate: float,
+    deadline: float | None,
+    straggler_policy: str,
+) -> RoundPlan:
+    """Sample parties, remove dropouts, and apply the deadline; ``planned_steps`` is per party id."""
+    if count is None:
+        count = num_parties if fraction is None else max(1, int(round(fraction * num_parties)))
+    if count >= num_parties:
+        sampled = np.arange(num_parties, dtype=np.int64)
+    else:
+        rng = generator(seed, round_, Purpose.SELECT)
+        sampled = np.sort(rng.choice(num_parties, size=count, replace=False)).astype(np.int64)
+
+    alive = np.ones(len(sampled), dtype=bool)
+    if dropout_rate > 0:
+        alive = party_uniform(key(seed, round_, Purpose.DROPOUT), sampled, 1)[:, 0] >= dropout_rate
+    parties = sampled[alive]
+    need = planned_steps[parties]
+    times = need / speeds[parties]
+    budget = None
+    stragglers = 0
+    if deadline is not None:
+        late = times > deadline
+        stragglers = int(late.sum())
+        if straggler_policy == "drop":
+            parties, times = parties[~late], times[~late]
+        else:
+            budget = np.minimum(need, np.floor(deadline * speeds[parties]).astype(np.int64))
+            keep = budget > 0  # a party too slow to finish one step sends nothing
+            parties, budget = parties[keep], budget[keep]
+            times = np.minimum(times[keep], deadline)
+    return RoundPlan(
+        sampled=sampled,
+        participants=parties,
+        step_budget=budget,
+        dropped=int((~alive).sum()),
+        stragglers=stragglers,
+        sim_time=float(times.max(initial=0.0)),
+    )

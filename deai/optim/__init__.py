@@ -1,0 +1,5 @@
+"""Server optimizers (FedOpt family)."""
+
+from deai.optim.server import ServerAdaptive, ServerSGD
+
+__all__ = ["ServerAdaptive", "ServerSGD"]

@@ -1,0 +1,93 @@
+"""``report.html``: a self-contained page (plots embedded as PNG) for one run or a comparison."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def curves_png(runs: Sequence[tuple[str, list[dict[str, Any]]]]) -> str:
+    """Accuracy and loss per round for one or more runs, as base64 PNG."""
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for label, history in runs:
+        evald = [m for m in history if m.get("accuracy") is not None]
+        rounds = [m["round"] for m in evald]
+        ax_acc.plot(rounds, [100 * m["accuracy"] for m in evald], marker=".", label=label)
+        ax_loss.plot(rounds, [m["loss"] for m in evald], marker=".", label=label)
+    ax_acc.set(xlabel="round", ylabel="test accuracy (%)", title="Global model accuracy")
+    ax_loss.set(xlabel="round", ylabel="test cross-entropy", title="Global model loss")
+    for ax in (ax_acc, ax_loss):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _png(fig)
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    cols = list(rows[0])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in cols) + "</tr>" for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "" if v is None else str(v)
+
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th{background:#f3f3f3}pre{background:#f7f7f7;padding:1em;overflow:auto}img{max-width:100%}
+"""
+
+
+def write_report(
+    path: Path,
+    title: str,
+    summary_rows: list[dict[str, Any]],
+    runs: Sequence[tuple[str, list[dict[str, Any]]]],
+    config_text: str = "",
+    notes: str = "",
+) -> Path:
+    """Write the page and return its path."""
+    img = curves_png(runs)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{_STYLE}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>{html.escape(notes)}</p>
+<h2>Summary</h2>{_table(summary_rows)}
+<h2>Learning curves</h2><img alt="accuracy and loss per round" src="data:image/png;base64,{img}">
+<h2>Per-round metrics</h2>
+{''.join(f'<h3>{html.escape(label)}</h3>' + _table(_round_rows(h)) for label, h in runs)}
+<h2>Configuration</h2><pre>{html.escape(config_text)}</pre>
+<script type="application/json" id="metrics">{html.escape(json.dumps(dict(runs)))}</script>
+</body></html>"""
+    path.write_text(page)
+    return path
+
+
+def _round_rows(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    keys = ["round", "accuracy", "loss", "train_loss", "participants", "dropped", "stragglers", "wall_time_s"]
+    return [{k: m.get(k) for k in keys} for m in history]
