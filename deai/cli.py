@@ -18,13 +18,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from deai.config import ConfigError
 
 EXIT_CONFIG = 2
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _progress(total: int, label: str) -> tuple[Progress, Any]:
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=err_console, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=False,
     )
     task = progress.add_task(label, total=total, status="")
 
@@ -43,6 +48,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         from pathlib import Path
 
+        if not (Path(args.resume) / "config.toml").is_file():
+            raise ConfigError(f"{args.resume} is not a deai run directory (no config.toml)")
         cfg = load_config(Path(args.resume) / "config.toml")
         progress, on_round = _progress(cfg.run.rounds, f"resume {cfg.run.name}")
         with progress:
@@ -74,7 +81,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deai", description="Decentralized AI: learn together without moving data.")
+    parser = argparse.ArgumentParser(
+        prog="deai", description="Decentralized AI: learn together without moving data."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_run = sub.add_parser("run", help="run a federated experiment from a TOML config")

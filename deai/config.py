@@ -57,18 +57,27 @@ class ModelSection(_Strict):
 
 
 class StrategySection(_Strict):
-    algorithm: Literal["fedavg", "fedprox", "scaffold", "fedadam", "fedyogi", "fedadagrad", "fednova"] = "fedavg"
+    algorithm: Literal["fedavg", "fedprox", "scaffold", "fedadam", "fedyogi", "fedadagrad", "fednova"] = (
+        "fedavg"
+    )
     local_epochs: int = Field(1, ge=1)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(0.1, gt=0, description="local (client) learning rate")
     mu: float = Field(0.0, ge=0, description="FedProx proximal coefficient")
-    server_lr: float | None = Field(None, gt=0, description="default 1.0, or 0.01 for fedadam/fedyogi/fedadagrad")
+    server_lr: float | None = Field(
+        None, gt=0, description="default 1.0, or 0.01 for fedadam/fedyogi/fedadagrad"
+    )
     server_momentum: float = Field(0.0, ge=0, lt=1)
     beta1: float = Field(0.9, ge=0, lt=1)
     beta2: float = Field(0.99, ge=0, lt=1)
     tau: float = Field(1e-3, gt=0, description="adaptivity of FedAdam/FedYogi/FedAdagrad")
+    class_weighting: Literal["none", "balanced"] = Field(
+        "none", description="'balanced' weights each class's loss by N / (classes * count) for rare classes"
+    )
     clip_norm: float | None = Field(None, gt=0, description="clip each party's update to this L2 norm")
-    personalization_epochs: int = Field(0, ge=0, description="local fine-tuning epochs for personalized accuracy")
+    personalization_epochs: int = Field(
+        0, ge=0, description="local fine-tuning epochs for personalized accuracy"
+    )
 
     @model_validator(mode="after")
     def _mu_only_for_fedprox(self) -> StrategySection:
@@ -104,7 +113,9 @@ class ExperimentConfig(_Strict):
     @model_validator(mode="after")
     def _cross_checks(self) -> ExperimentConfig:
         if self.data.partition == "natural" and self.data.dataset != "covid_clinics":
-            raise ValueError("data.partition 'natural' needs a data set with real sites: dataset = 'covid_clinics'")
+            raise ValueError(
+                "data.partition 'natural' needs a data set with real sites: dataset = 'covid_clinics'"
+            )
         if self.model.kind == "cnn" and self.data.dataset not in ("digits", "fashion_mnist"):
             raise ValueError("model.kind 'cnn' needs image data: dataset = 'digits' or 'fashion_mnist'")
         if self.participation.count is not None and self.participation.count > self.data.num_parties:
@@ -139,7 +150,11 @@ def _section_model(loc: tuple) -> type[BaseModel] | None:
     model: type[BaseModel] = ExperimentConfig
     for part in loc:
         field = model.model_fields.get(str(part))
-        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+        if (
+            field is None
+            or not isinstance(field.annotation, type)
+            or not issubclass(field.annotation, BaseModel)
+        ):
             return None
         model = field.annotation
     return model
@@ -165,6 +180,13 @@ def load_config(path: str | Path) -> ExperimentConfig:
 
 
 __all__ = [
-    "ALGORITHMS", "BACKENDS", "DATASETS", "MODELS", "PARTITIONS", "ConfigError", "ExperimentConfig",
-    "load_config", "parse_config",
+    "ALGORITHMS",
+    "BACKENDS",
+    "DATASETS",
+    "MODELS",
+    "PARTITIONS",
+    "ConfigError",
+    "ExperimentConfig",
+    "load_config",
+    "parse_config",
 ]

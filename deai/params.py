@@ -7,8 +7,8 @@ row of a ``[parties, dim]`` matrix; the Layout maps that row back to named tenso
 from __future__ import annotations
 
 import hashlib
-import os
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +62,7 @@ class Layout:
         for e in self.entries:
             if e.name == name:
                 lead = vector.shape[:-1]
-                return vector[..., e.offset : e.offset + e.size].reshape(*lead, *e.shape)
+                return vector[..., e.offset : e.offset + e.size].reshape(lead + e.shape)
         raise KeyError(f"no tensor named {name!r} in layout; names are {self.names()}")
 
 

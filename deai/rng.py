@@ -39,7 +39,9 @@ def _mix(z: np.ndarray) -> np.ndarray:
 
 def key(seed: int, round_: int, purpose: Purpose, extra: int = 0) -> np.uint64:
     """A 64-bit stream key from the run seed, round and purpose."""
-    state = np.random.SeedSequence([int(seed), int(round_), int(purpose), int(extra)]).generate_state(1, np.uint64)
+    state = np.random.SeedSequence([int(seed), int(round_), int(purpose), int(extra)]).generate_state(
+        1, np.uint64
+    )
     return np.uint64(state[0])
 
 

@@ -32,6 +32,7 @@ OnRound = Callable[[dict[str, Any]], None]
 @dataclass
 class Result:
     final_accuracy: float
+    final_balanced_accuracy: float
     final_loss: float
     rounds: int
     wall_time_s: float  # this invocation, end to end (data loading included)
@@ -46,6 +47,7 @@ class Result:
         """The machine-readable summary printed by ``deai run --json``."""
         out = {
             "final_accuracy": self.final_accuracy,
+            "final_balanced_accuracy": self.final_balanced_accuracy,
             "final_loss": self.final_loss,
             "rounds": self.rounds,
             "wall_time_s": round(self.wall_time_s, 3),
@@ -82,8 +84,15 @@ def build_data(cfg: ExperimentConfig) -> FederatedData:
         )
     try:
         return build_federation(
-            ds, d.num_parties, d.partition, cfg.run.seed, test_fraction=d.test_fraction, alpha=d.alpha,
-            shards_per_party=d.shards_per_party, quantity_sigma=d.quantity_sigma, max_examples=d.max_examples,
+            ds,
+            d.num_parties,
+            d.partition,
+            cfg.run.seed,
+            test_fraction=d.test_fraction,
+            alpha=d.alpha,
+            shards_per_party=d.shards_per_party,
+            quantity_sigma=d.quantity_sigma,
+            max_examples=d.max_examples,
         )
     except ValueError as err:
         raise ConfigError(f"data: {err}") from None
@@ -107,7 +116,8 @@ def _new_run_dir(cfg: ExperimentConfig, out: str | os.PathLike[str] | None) -> P
         path = Path(out)
         if path.exists() and any(path.iterdir()):
             raise ConfigError(
-                f"--out {path} is not empty; resume it with `deai run --resume {path}` or choose another directory"
+                f"--out {path} is not empty; resume it with `deai run --resume {path}` "
+                "or choose another directory"
             )
         return path
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -142,14 +152,21 @@ class RunDirectory:
         arrays = sim.state_arrays()
         save_params(self.ckpt_dir / "latest.npz", sim.state.params, sim.model.layout, **arrays)
         if sim.state.round % every == 0:
-            save_params(self.ckpt_dir / f"round-{sim.state.round:05d}.npz", sim.state.params, sim.model.layout, **arrays)
+            save_params(
+                self.ckpt_dir / f"round-{sim.state.round:05d}.npz",
+                sim.state.params,
+                sim.model.layout,
+                **arrays,
+            )
 
     def restore(self, sim: Simulation) -> None:
         latest = self.ckpt_dir / "latest.npz"
         if latest.exists():
             params, layout, arrays = load_params(latest)
             if layout != sim.model.layout:
-                raise ConfigError(f"checkpoint {latest} does not match the model in {self.path / 'config.toml'}")
+                raise ConfigError(
+                    f"checkpoint {latest} does not match the model in {self.path / 'config.toml'}"
+                )
             sim.load_state(params, arrays)
         kept = [m for m in self.read_metrics() if m["round"] <= sim.state.round]
         _atomic_write(self.metrics, "".join(json.dumps(m) + "\n" for m in kept))
@@ -194,6 +211,7 @@ def _execute(
         personalization = sim.personalize(cfg.strategy.personalization_epochs)
     result = Result(
         final_accuracy=float(last.get("accuracy", float("nan"))),
+        final_balanced_accuracy=float(last.get("balanced_accuracy", float("nan"))),
         final_loss=float(last.get("loss", float("nan"))),
         rounds=st.round,
         wall_time_s=0.0,

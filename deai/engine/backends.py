@@ -47,8 +47,17 @@ class VectorizedBackend:
 
     def train(self, job: TrainJob) -> LocalResult:
         return train_parties(
-            self.model, self.x, self.y, self.offsets, job.party_ids, job.w_global, job.spec, job.seed,
-            job.round, job.step_budget, job.correction,
+            self.model,
+            self.x,
+            self.y,
+            self.offsets,
+            job.party_ids,
+            job.w_global,
+            job.spec,
+            job.seed,
+            job.round,
+            job.step_budget,
+            job.correction,
         )
 
     def close(self) -> None:
@@ -59,7 +68,11 @@ def _chunks(job: TrainJob, n: int) -> list[TrainJob]:
     parts = np.array_split(np.arange(len(job.party_ids)), min(n, max(1, len(job.party_ids))))
     return [
         TrainJob(
-            job.party_ids[p], job.w_global, job.spec, job.seed, job.round,
+            job.party_ids[p],
+            job.w_global,
+            job.spec,
+            job.seed,
+            job.round,
             None if job.step_budget is None else job.step_budget[p],
             None if job.correction is None else job.correction[p],
         )
@@ -131,7 +144,10 @@ class RayBackend:
         if self._own_ray:
             os.environ.setdefault("RAY_DEDUP_LOGS", "0")
             ray.init(
-                num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                num_cpus=workers,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
                 ignore_reinit_error=True,
             )
         self.state_ref = ray.put((model, x, y, offsets))
@@ -151,7 +167,9 @@ def _ray_train(state: tuple[Any, ...], job: TrainJob) -> LocalResult:
     return VectorizedBackend(model, x, y, offsets).train(job)
 
 
-def make_backend(name: str, model: Model, x: np.ndarray, y: np.ndarray, offsets: np.ndarray, workers: int) -> Backend:
+def make_backend(
+    name: str, model: Model, x: np.ndarray, y: np.ndarray, offsets: np.ndarray, workers: int
+) -> Backend:
     if name == "vectorized":
         return VectorizedBackend(model, x, y, offsets)
     if name == "processes":

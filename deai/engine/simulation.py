@@ -28,19 +28,27 @@ from deai.transforms import TransformContext
 EVAL_CHUNK = 4096
 
 
-def evaluate(model: Model, w: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Accuracy and mean cross-entropy of one parameter vector on ``x, y``."""
+def evaluate(model: Model, w: np.ndarray, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Accuracy, balanced accuracy (mean per-class recall) and mean cross-entropy on ``x, y``."""
     if len(y) == 0:
-        return float("nan"), float("nan")
-    correct, loss_sum = 0, 0.0
+        return {"accuracy": float("nan"), "balanced_accuracy": float("nan"), "loss": float("nan")}
+    num_classes = model.num_classes
+    hits = np.zeros(num_classes)
+    loss_sum = 0.0
     for s in range(0, len(y), EVAL_CHUNK):
         xb, yb = x[s : s + EVAL_CHUNK], y[s : s + EVAL_CHUNK]
         logits = model.logits(w[None, :], xb[None])[0].astype(np.float64)
         z = logits - logits.max(axis=1, keepdims=True)
         logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
         loss_sum += float(-logp[np.arange(len(yb)), yb].sum())
-        correct += int((logits.argmax(axis=1) == yb).sum())
-    return correct / len(y), loss_sum / len(y)
+        hits += np.bincount(yb[logits.argmax(axis=1) == yb], minlength=num_classes)
+    support = np.bincount(y, minlength=num_classes)
+    present = support > 0
+    return {
+        "accuracy": float(hits.sum() / len(y)),
+        "balanced_accuracy": float((hits[present] / support[present]).mean()),
+        "loss": loss_sum / len(y),
+    }
 
 
 @dataclass
@@ -58,11 +66,15 @@ class Simulation:
 
     def __init__(self, cfg: ExperimentConfig, fed: FederatedData, model: Model) -> None:
         self.cfg, self.fed, self.model = cfg, fed, model
-        self.strategy: Strategy = build_strategy(cfg.strategy)
+        self.strategy: Strategy = build_strategy(
+            cfg.strategy, np.bincount(fed.y_train, minlength=fed.num_classes)
+        )
         seed = cfg.run.seed
         self.speeds = party_speeds(seed, fed.num_parties, cfg.participation.speed_sigma)
         self.planned = planned_steps(fed.train_sizes, self.strategy.local)
-        self.controls = ScaffoldControls(fed.num_parties, model.layout.dim) if self.strategy.control_variates else None
+        self.controls = (
+            ScaffoldControls(fed.num_parties, model.layout.dim) if self.strategy.control_variates else None
+        )
         w0 = model.init_params(seed)
         self.state = SimulationState(
             round=0,
@@ -86,7 +98,9 @@ class Simulation:
         self.state.params = params.astype(np.float32)
         self.state.round = int(arrays["round"])
         self.state.wall_time_s = float(arrays["wall_time_s"])
-        self.state.server_state = {k[len("server_") :]: v for k, v in arrays.items() if k.startswith("server_")}
+        self.state.server_state = {
+            k[len("server_") :]: v for k, v in arrays.items() if k.startswith("server_")
+        }
         if self.controls is not None:
             self.controls.load(arrays)
 
@@ -112,18 +126,34 @@ class Simulation:
         r = st.round + 1
         part = cfg.participation
         plan = plan_round(
-            cfg.run.seed, r, self.fed.num_parties, self.planned, self.speeds,
-            fraction=part.fraction, count=part.count, dropout_rate=part.dropout_rate,
-            deadline=part.deadline, straggler_policy=part.straggler_policy,
+            cfg.run.seed,
+            r,
+            self.fed.num_parties,
+            self.planned,
+            self.speeds,
+            fraction=part.fraction,
+            count=part.count,
+            dropout_rate=part.dropout_rate,
+            deadline=part.deadline,
+            straggler_policy=part.straggler_policy,
         )
         ids = plan.participants
         metrics: dict[str, Any] = {
-            "round": r, "sampled": len(plan.sampled), "participants": len(ids),
-            "dropped": plan.dropped, "stragglers": plan.stragglers, "sim_time": plan.sim_time,
+            "round": r,
+            "sampled": len(plan.sampled),
+            "participants": len(ids),
+            "dropped": plan.dropped,
+            "stragglers": plan.stragglers,
+            "sim_time": plan.sim_time,
         }
         if len(ids):
             job = TrainJob(
-                ids, st.params, strat.local, cfg.run.seed, r, plan.step_budget,
+                ids,
+                st.params,
+                strat.local,
+                cfg.run.seed,
+                r,
+                plan.step_budget,
                 None if self.controls is None else self.controls.correction(ids),
             )
             res = self.backend.train(job)
@@ -144,8 +174,7 @@ class Simulation:
                 f"the global model became non-finite in round {r}; lower strategy.lr or strategy.server_lr"
             )
         if r % cfg.run.eval_every == 0 or r == cfg.run.rounds:
-            acc, loss = evaluate(self.model, st.params, self.fed.x_eval, self.fed.y_eval)
-            metrics["accuracy"], metrics["loss"] = acc, loss
+            metrics.update(evaluate(self.model, st.params, self.fed.x_eval, self.fed.y_eval))
         st.round = r
         st.wall_time_s += time.perf_counter() - t0
         metrics["wall_time_s"] = round(st.wall_time_s, 6)
@@ -170,11 +199,21 @@ class Simulation:
         """
         f, w = self.fed, self.state.params
         ids = np.flatnonzero(f.test_sizes > 0)
-        spec = LocalSpec(epochs=epochs, batch_size=self.strategy.local.batch_size, lr=self.strategy.local.lr)
+        local = self.strategy.local
+        spec = LocalSpec(
+            epochs=epochs, batch_size=local.batch_size, lr=local.lr, class_weights=local.class_weights
+        )
         correct_g = correct_p = 0
         for chunk in np.array_split(ids, max(1, len(ids) // 256)):
             res = train_parties(
-                self.model, f.x_train, f.y_train, f.train_offsets, chunk, w, spec, self.cfg.run.seed,
+                self.model,
+                f.x_train,
+                f.y_train,
+                f.train_offsets,
+                chunk,
+                w,
+                spec,
+                self.cfg.run.seed,
                 self.cfg.run.rounds + 1,
             )
             sizes = f.test_sizes[chunk]

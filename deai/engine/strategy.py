@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from deai.aggregate import Aggregator, FedNova, WeightedMean
 from deai.config import StrategySection
 from deai.optim import ServerAdaptive, ServerSGD
@@ -39,8 +41,21 @@ class Strategy:
     control_variates: bool = False
 
 
-def build_strategy(cfg: StrategySection) -> Strategy:
-    local = LocalSpec(epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr, prox_mu=cfg.mu)
+def build_strategy(cfg: StrategySection, class_counts: np.ndarray | None = None) -> Strategy:
+    """Assemble the parts for ``cfg.algorithm``; ``class_counts`` feeds ``class_weighting = 'balanced'``.
+
+    Class counts are one histogram for the whole federation: a task-level statistic (in a
+    deployment it is summed under secure aggregation), not any party's raw data.
+    """
+    weights = None
+    if cfg.class_weighting == "balanced":
+        if class_counts is None:
+            raise ValueError("class_weighting 'balanced' needs the federation's class counts")
+        counts = np.maximum(np.asarray(class_counts, dtype=np.float64), 1.0)
+        weights = tuple(float(w) for w in counts.sum() / (len(counts) * counts))
+    local = LocalSpec(
+        epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr, prox_mu=cfg.mu, class_weights=weights
+    )
     transforms = chain(ClipByNorm(cfg.clip_norm)) if cfg.clip_norm else chain()
     if cfg.algorithm in ADAPTIVE:
         server = ServerAdaptive(

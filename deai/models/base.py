@@ -48,6 +48,8 @@ def softmax_xent(logits: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[n
     logp_true = np.take_along_axis(z, y[..., None], axis=-1)[..., 0] - np.log(sumexp[..., 0])
     loss = -(logp_true * mask).sum(axis=1) / count
     dlogits = probs
-    np.put_along_axis(dlogits, y[..., None], np.take_along_axis(dlogits, y[..., None], axis=-1) - 1.0, axis=-1)
+    np.put_along_axis(
+        dlogits, y[..., None], np.take_along_axis(dlogits, y[..., None], axis=-1) - 1.0, axis=-1
+    )
     dlogits *= (mask / count[:, None])[..., None]
     return loss.astype(np.float32), dlogits.astype(np.float32, copy=False)

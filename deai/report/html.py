@@ -80,7 +80,7 @@ def write_report(
 <h2>Summary</h2>{_table(summary_rows)}
 <h2>Learning curves</h2><img alt="accuracy and loss per round" src="data:image/png;base64,{img}">
 <h2>Per-round metrics</h2>
-{''.join(f'<h3>{html.escape(label)}</h3>' + _table(_round_rows(h)) for label, h in runs)}
+{"".join(f"<h3>{html.escape(label)}</h3>" + _table(_round_rows(h)) for label, h in runs)}
 <h2>Configuration</h2><pre>{html.escape(config_text)}</pre>
 <script type="application/json" id="metrics">{html.escape(json.dumps(dict(runs)))}</script>
 </body></html>"""

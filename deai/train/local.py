@@ -27,6 +27,7 @@ class LocalSpec:
     batch_size: int = 32
     lr: float = 0.1
     prox_mu: float = 0.0
+    class_weights: tuple[float, ...] | None = None  # per-class loss weights (e.g. balanced for rare classes)
 
 
 @dataclass
@@ -81,6 +82,7 @@ def train_parties(
     loss_sum = np.zeros(P, dtype=np.float64)
     corr = None if correction is None else np.asarray(correction, dtype=np.float32)[order]
     within = np.arange(B)
+    class_weights = None if spec.class_weights is None else np.asarray(spec.class_weights, dtype=np.float32)
     n_steps = int(total.max(initial=0))
     active = P
     for s in range(n_steps):
@@ -92,7 +94,11 @@ def train_parties(
         valid = pos < sizes[:k, None]
         local = perms[epoch[:, None], np.arange(k)[:, None], np.minimum(pos, perms.shape[2] - 1)]
         rows = np.where(valid, starts[:k, None] + local, 0)
-        loss, grad = model.loss_grad(W[:k], x[rows], y[rows], valid.astype(np.float32))
+        yb = y[rows]
+        weight = valid.astype(np.float32)
+        if class_weights is not None:
+            weight *= class_weights[yb]
+        loss, grad = model.loss_grad(W[:k], x[rows], yb, weight)
         if spec.prox_mu:
             grad += spec.prox_mu * (W[:k] - w_global[None, :])
         if corr is not None:

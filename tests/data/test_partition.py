@@ -81,9 +81,13 @@ def test_small_alpha_dirichlet_skews_labels_much_more_than_iid():
     assert mild > 0.95 * np.log(10), "large alpha should be close to IID"
 
 
-def test_dirichlet_gives_every_party_at_least_min_size():
-    parts = partition(digits_labels(), 60, "dirichlet", seed=5, alpha=0.1, min_size=10)
-    assert min(len(p) for p in parts) >= 10
+def test_dirichlet_redraws_until_every_party_has_min_size():
+    y = digits_labels()
+    unconstrained = partition(y, 10, "dirichlet", seed=5, alpha=0.2, min_size=0)
+    assert min(len(p) for p in unconstrained) < 40  # so the constraint below has work to do
+    constrained = partition(y, 10, "dirichlet", seed=5, alpha=0.2, min_size=40)
+    assert min(len(p) for p in constrained) >= 40
+    assert_exact_cover(constrained, len(y))
 
 
 def test_dirichlet_fails_clearly_when_min_size_cannot_be_met():
@@ -110,7 +114,8 @@ def test_aligned_shards_give_each_party_at_most_shards_per_party_labels(num_part
 
 
 def test_quantity_skew_sizes_vary_and_respect_min_size():
-    sizes = np.array([len(p) for p in partition(digits_labels(), 30, "quantity_skew", seed=0, quantity_sigma=2.0)])
+    parts = partition(digits_labels(), 30, "quantity_skew", seed=0, quantity_sigma=2.0)
+    sizes = np.array([len(p) for p in parts])
     assert sizes.sum() == 1797 and sizes.min() >= 2
     assert sizes.max() > 10 * np.median(sizes) or sizes.max() > 20 * sizes.min()
 
@@ -137,7 +142,8 @@ def test_natural_with_fewer_parties_keeps_the_largest_groups():
     parts = partition(np.zeros(len(groups)), 3, "natural", seed=0, groups=groups)
     largest = {g for g, _ in Counter(groups.tolist()).most_common(3)}
     assert [set(groups[p].tolist()) for p in parts] == [{g} for g in sorted(largest)]
-    assert {i for p in parts for i in p.tolist()} == set(np.flatnonzero(np.isin(groups, list(largest))).tolist())
+    kept_rows = np.flatnonzero(np.isin(groups, list(largest)))
+    assert {i for p in parts for i in p.tolist()} == set(kept_rows.tolist())
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -153,7 +159,10 @@ def test_natural_with_fewer_parties_keeps_the_largest_groups():
         ({"scheme": "dirichlet", "alpha": -1.0}, "alpha must be > 0"),
         ({"num_parties": 41}, r"num_parties \(41\) exceeds the number of examples \(40\)"),
         ({"scheme": "natural"}, "scheme 'natural' needs groups"),
-        ({"scheme": "natural", "groups": np.repeat([0, 1], 20), "num_parties": 3}, r"exceeds the number of groups \(2\)"),
+        (
+            {"scheme": "natural", "groups": np.repeat([0, 1], 20), "num_parties": 3},
+            r"num_parties \(3\) exceeds the number of groups \(2\)",
+        ),
         ({"scheme": "shards", "num_parties": 30, "shards_per_party": 2}, "shards_per_party"),
         ({"scheme": "quantity_skew", "num_parties": 30, "min_size": 2}, "min_size"),
         ({"scheme": "quantity_skew", "quantity_sigma": -1.0}, "quantity_sigma must be >= 0"),
