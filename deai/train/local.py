@@ -81,7 +81,7 @@ def train_parties(
     W = np.repeat(w_global[None, :].astype(np.float32), P, axis=0)
     loss_sum = np.zeros(P, dtype=np.float64)
     corr = None if correction is None else np.asarray(correction, dtype=np.float32)[order]
-    within = np.arange(B)
+    within = np.arange(min(B, int(sizes.max(initial=1))))  # no padding wider than the largest party
     class_weights = None if spec.class_weights is None else np.asarray(spec.class_weights, dtype=np.float32)
     n_steps = int(total.max(initial=0))
     active = P
@@ -90,7 +90,7 @@ def train_parties(
             active -= 1
         k = active
         epoch = s // per_epoch[:k]
-        pos = (s % per_epoch[:k])[:, None] * B + within[None, :]  # [k, B] positions in the permutation
+        pos = (s % per_epoch[:k])[:, None] * B + within[None, :]  # [k, width] positions in the permutation
         valid = pos < sizes[:k, None]
         local = perms[epoch[:, None], np.arange(k)[:, None], np.minimum(pos, perms.shape[2] - 1)]
         rows = np.where(valid, starts[:k, None] + local, 0)
