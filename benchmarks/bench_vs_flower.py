@@ -72,8 +72,9 @@ def main() -> None:
     for row in rows:
         d, f, lo = row["deai"], row.get("flower", {}), row["loop"]
         ok = "error" not in f and f
+        tiled = f" (digits×{row['replicate']})" if row["replicate"] > 1 else ""
         lines.append(
-            f"| {row['parties']:,}{' (digits×%d)' % row['replicate'] if row['replicate'] > 1 else ''} "
+            f"| {row['parties']:,}{tiled} "
             f"| {d['wall_s']:.2f} ({d['inner_wall_s']:.3f}) "
             f"| {fmt(f.get('wall_s')) if ok else '—'} ({fmt(f.get('inner_wall_s')) if ok else '—'}) "
             f"| {lo['wall_s']:.2f} ({lo['inner_wall_s']:.3f}) "

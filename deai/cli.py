@@ -10,35 +10,11 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from deai.config import ConfigError
+from deai.progress import err_console, round_progress
 
 EXIT_CONFIG = 2
-err_console = Console(stderr=True, soft_wrap=True)
-
-
-def _progress(total: int, label: str) -> tuple[Progress, Any]:
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=False,
-    )
-    task = progress.add_task(label, total=total, status="")
-
-    def on_round(m: dict[str, Any]) -> None:
-        acc = m.get("accuracy")
-        status = f"acc {100 * acc:.1f}%" if acc is not None else ""
-        progress.update(task, completed=m["round"], status=status)
-
-    return progress, on_round
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -51,14 +27,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not (Path(args.resume) / "config.toml").is_file():
             raise ConfigError(f"{args.resume} is not a deai run directory (no config.toml)")
         cfg = load_config(Path(args.resume) / "config.toml")
-        progress, on_round = _progress(cfg.run.rounds, f"resume {cfg.run.name}")
+        progress, on_round = round_progress(cfg.run.rounds, f"resume {cfg.run.name}")
         with progress:
             result = resume(args.resume, on_round=on_round)
     else:
         if not args.config:
             raise ConfigError("give a CONFIG file, or --resume RUN_DIR")
         cfg = load_config(args.config)
-        progress, on_round = _progress(cfg.run.rounds, f"{cfg.run.name} ({cfg.strategy.algorithm})")
+        progress, on_round = round_progress(cfg.run.rounds, f"{cfg.run.name} ({cfg.strategy.algorithm})")
         with progress:
             result = run(cfg, out=args.out, on_round=on_round)
     summary = result.summary()

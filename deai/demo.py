@@ -10,17 +10,18 @@ chapters here.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from deai.config import ExperimentConfig, parse_config
 from deai.engine.api import run
+from deai.progress import err_console, round_progress
 from deai.report import write_report
 
-console = Console(stderr=True)
+console = err_console
 
 
 def demo_config(algorithm: str, rounds: int) -> ExperimentConfig:
@@ -51,11 +52,10 @@ def run_demo(out: str | Path = "runs/demo", rounds: int = 30) -> dict[str, Any]:
         cfg = demo_config(algorithm, rounds)
         run_dir = out / algorithm
         if run_dir.exists():
-            import shutil
-
-            shutil.rmtree(run_dir)
-        console.print(f"training with [bold]{algorithm}[/] ({rounds} rounds) ...")
-        results[algorithm] = run(cfg, out=run_dir)
+            shutil.rmtree(run_dir)  # the demo always starts fresh
+        progress, on_round = round_progress(rounds, f"{algorithm:>8}")
+        with progress:
+            results[algorithm] = run(cfg, out=run_dir, on_round=on_round)
 
     table = Table(title="88-clinic federation (covid_testing, one party per clinic)")
     for col in ("algorithm", "accuracy", "balanced acc.", "personalized acc.", "train time (s)"):
