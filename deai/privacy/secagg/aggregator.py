@@ -1,0 +1,67 @@
+"""Secure aggregation behind deai's aggregator contract: a weighted mean the server never sees per party.
+
+Weights are public example counts, so each party scales its own update by its public weight
+p_u = w_u / sum(w) before masking; the server obtains sum_u p_u x_u under SecAgg+ (Bonawitz et
+al. 2017; Bell et al. 2020) and divides by the survivors' total weight. This is FedAvg's mean
+(McMahan et al. 2017) with per-coordinate clipping to ``[-clip, clip]`` applied by every party.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deai.aggregate.base import AggregationContext, normalized_weights
+from deai.privacy.secagg.protocol import SecAggResult, secure_sum
+
+
+class SecureAggregator:
+    """Weighted mean of updates computed with :func:`secure_sum`.
+
+    Parameters
+    ----------
+    clip : per-coordinate clipping range of an update (before weighting); values outside are
+        clipped, so choose it from the updates' scale (e.g. the norm bound of a ClipByNorm).
+    seed : public seed of the communication graph (combined with the round number).
+    threshold_fraction, neighbours, modulus_bits : see :func:`secure_sum`.
+
+    After each call, ``last_result`` holds the protocol's :class:`SecAggResult` and
+    ``ctx.signals["secagg_survivor"]`` marks whose updates the mean contains.
+    """
+
+    name = "secagg"
+
+    def __init__(
+        self,
+        *,
+        clip: float,
+        seed: int = 0,
+        threshold_fraction: float = 0.5,
+        neighbours: int | None = None,
+        modulus_bits: int = 32,
+    ) -> None:
+        if not (np.isfinite(clip) and clip > 0):
+            raise ValueError(f"clip must be a positive finite number; got {clip}")
+        self.clip = float(clip)
+        self.seed = seed
+        self.threshold_fraction = threshold_fraction
+        self.neighbours = neighbours
+        self.modulus_bits = modulus_bits
+        self.last_result: SecAggResult | None = None
+
+    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> np.ndarray:
+        p = normalized_weights(weights)
+        scaled = np.clip(np.asarray(updates, dtype=np.float64), -self.clip, self.clip) * p[:, None]
+        result = secure_sum(
+            scaled,
+            seed=self.seed,
+            round=ctx.round,
+            clip=self.clip * float(p.max()),
+            threshold_fraction=self.threshold_fraction,
+            neighbours=self.neighbours,
+            modulus_bits=self.modulus_bits,
+        )
+        self.last_result = result
+        survivor = np.zeros(len(p), dtype=bool)
+        survivor[result.survivors] = True
+        ctx.signals["secagg_survivor"] = survivor
+        return (result.sum.astype(np.float64) / p[survivor].sum()).astype(np.float32)

@@ -1,0 +1,77 @@
+"""Public parameters of one secure-aggregation session, identical at every party and the server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from deai.privacy.secagg.encoding import FixedPoint
+from deai.privacy.secagg.graph import effective_degree, harary_graph
+
+SECRET_ELEMENTS = 16  # a 32-byte secret as 16-bit Shamir field elements
+
+
+@dataclass(frozen=True)
+class SecAggConfig:
+    """Everything public about a session: parties, graph, threshold, encoding and session id.
+
+    Party ids are ``0 .. n_parties - 1``; party ``u`` holds Shamir point ``x = u + 1``.
+    ``session`` (16 bytes) hashes all of the above and is bound into every key derivation,
+    associated data and signature, so no message can be replayed into another round.
+    """
+
+    n_parties: int
+    dim: int
+    round: int
+    graph_seed: int
+    degree: int
+    threshold: int
+    encoding: FixedPoint
+    session: bytes = field(repr=False)
+    neighbours: tuple[np.ndarray, ...] = field(repr=False, compare=False)
+
+    @classmethod
+    def create(
+        cls,
+        n_parties: int,
+        dim: int,
+        *,
+        seed: int,
+        round: int,
+        clip: float,
+        threshold_fraction: float = 0.5,
+        neighbours: int | None = None,
+        modulus_bits: int = 32,
+    ) -> SecAggConfig:
+        """Validate the parameters and derive degree k, threshold t, encoding and session id.
+
+        ``t = floor(threshold_fraction * k) + 1`` (capped at k): a party's secrets open only when
+        strictly more than ``threshold_fraction`` of its k neighbours hand in shares.
+        """
+        if n_parties < 2:
+            raise ValueError(f"secure aggregation needs at least 2 parties; got n_parties={n_parties}")
+        if dim < 1:
+            raise ValueError(f"dim must be >= 1; got {dim}")
+        if not 0.0 < threshold_fraction < 1.0:
+            raise ValueError(f"threshold_fraction must be in (0, 1); got {threshold_fraction}")
+        degree = effective_degree(n_parties, neighbours)
+        threshold = min(degree, math.floor(threshold_fraction * degree) + 1)
+        encoding = FixedPoint.for_sum(n_parties, clip, modulus_bits)
+        public = [n_parties, dim, round, seed, degree, threshold, clip, encoding.scale, modulus_bits]
+        digest = hashlib.sha256(b"deai-secagg/session/v1" + json.dumps(public).encode())
+        graph = harary_graph(n_parties, degree, seed=seed, round=round)
+        return cls(
+            n_parties=n_parties,
+            dim=dim,
+            round=round,
+            graph_seed=seed,
+            degree=degree,
+            threshold=threshold,
+            encoding=encoding,
+            session=digest.digest()[:16],
+            neighbours=tuple(graph),
+        )
