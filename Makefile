@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch==2.13.0 is pinned in the extra: pip takes the CPU wheel, never a CUDA build.
-	$(PY) -m pip install -q -e '.[dev,torch,ray]'
+	$(PY) -m pip install -q -e '.[dev,torch,ray,dp,opacus,he]'
 	touch $(STAMP)
 
 # Real Fashion-MNIST ships as a Debian package; without it the fashion_mnist loader says how to get it.

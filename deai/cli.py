@@ -56,6 +56,52 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from deai.robustness import DEFENCES, evaluate_matrix, write_outputs
+
+    attacks = [a for a in args.attacks.split(",") if a]
+    defences = [d for d in (args.defences or ",".join(DEFENCES)).split(",") if d]
+    cells = len(attacks) * len(defences)
+    progress, _ = round_progress(cells, "robustness matrix")
+    task = progress.task_ids[0]
+    with progress:
+        report = evaluate_matrix(
+            args.config,
+            attacks,
+            defences,
+            args.byzantine_fraction,
+            on_cell=lambda a, d: progress.update(task, advance=1, status=f"{a} vs {d}"),
+        )
+    out = Path(args.out or "runs/robustness")
+    write_outputs(report, out, attacks, defences)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "clean_accuracy": report["clean_accuracy"],
+                    "results": [
+                        {
+                            k: r[k]
+                            for k in (
+                                "attack",
+                                "defence",
+                                "accuracy",
+                                "backdoor_success",
+                                "clean_accuracy",
+                                "malicious_weight_share",
+                            )
+                        }
+                        for r in report["results"]
+                    ],
+                }
+            )
+        )
+    err_console.print(f"table: {out / 'robustness.md'}  heatmap: {out / 'heatmap.png'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deai", description="Decentralized AI: learn together without moving data."
@@ -68,6 +114,21 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--out", help="run directory to create (default runs/NAME-TIMESTAMP)")
     p_run.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
     p_run.set_defaults(func=cmd_run)
+
+    p_rob = sub.add_parser("robustness", help="accuracy of every defence against every attack")
+    p_rob.add_argument(
+        "--config", required=True, help="base experiment TOML (e.g. examples/robustness_digits.toml)"
+    )
+    p_rob.add_argument(
+        "--attacks", required=True, help="comma-separated: sign_flip,gaussian,alie,ipm,min_max,..."
+    )
+    p_rob.add_argument("--defences", help="comma-separated (default: all twelve)")
+    p_rob.add_argument("--byzantine-fraction", type=float, default=0.2)
+    p_rob.add_argument(
+        "--out", help="directory for robustness.md/.json and heatmap.png (default runs/robustness)"
+    )
+    p_rob.add_argument("--json", action="store_true")
+    p_rob.set_defaults(func=cmd_robustness)
 
     p_demo = sub.add_parser("demo", help="the end-to-end story on the embedded defaults (88 clinics)")
     p_demo.add_argument("--out", default="runs/demo", help="directory for the demo's runs and report")

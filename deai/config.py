@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from deai.data.datasets import DATASETS
 from deai.data.partition import PARTITIONS
@@ -37,6 +37,7 @@ class RunSection(_Strict):
     workers: int = Field(2, ge=1, description="worker processes / Ray tasks for the parallel backends")
     eval_every: int = Field(1, ge=1)
     checkpoint_every: int = Field(5, ge=1, description="keep a numbered checkpoint every N rounds")
+    party_signals: bool = Field(False, description="write per-party detection signals to metrics.jsonl")
 
 
 class DataSection(_Strict):
@@ -78,6 +79,24 @@ class StrategySection(_Strict):
     personalization_epochs: int = Field(
         0, ge=0, description="local fine-tuning epochs for personalized accuracy"
     )
+    aggregator: str | None = Field(
+        None,
+        description="aggregation rule (default: the algorithm's own, mean or fednova); see deai.aggregate",
+    )
+    aggregator_options: dict[str, Any] = Field(
+        default_factory=dict, description="keyword options of the rule"
+    )
+    fltrust_root_size: int = Field(100, ge=1, description="size of the server's clean root set for fltrust")
+
+    @field_validator("aggregator")
+    @classmethod
+    def _known_aggregator(cls, v: str | None) -> str | None:
+        from deai.aggregate import AGGREGATORS
+
+        allowed = [*AGGREGATORS, "secagg"]
+        if v is not None and v not in allowed:
+            raise ValueError(f"unknown aggregator {v!r}; allowed: {', '.join(allowed)}")
+        return v
 
     @model_validator(mode="after")
     def _mu_only_for_fedprox(self) -> StrategySection:
@@ -103,12 +122,54 @@ class ParticipationSection(_Strict):
         return self
 
 
+ATTACK_NAMES = (
+    "sign_flip",
+    "gaussian",
+    "alie",
+    "ipm",
+    "min_max",
+    "min_sum",
+    "label_flip",
+    "backdoor",
+    "free_rider",
+    "sybil",
+)
+
+
+class AttackSection(_Strict):
+    """Simulated malicious parties, for evaluating defences (deai.attacks)."""
+
+    kind: Literal[
+        "none",
+        "sign_flip",
+        "gaussian",
+        "alie",
+        "ipm",
+        "min_max",
+        "min_sum",
+        "label_flip",
+        "backdoor",
+        "free_rider",
+        "sybil",
+    ] = "none"
+    fraction: float = Field(0.0, ge=0, lt=1, description="share of parties the attacker controls")
+    options: dict[str, Any] = Field(default_factory=dict, description="keyword options of the attack")
+
+
+class ValidationSection(_Strict):
+    """Checks on every update before aggregation (deai.verify.validation)."""
+
+    max_update_norm: float | None = Field(None, gt=0, description="reject updates with a larger L2 norm")
+
+
 class ExperimentConfig(_Strict):
     run: RunSection = RunSection()
     data: DataSection = DataSection()
     model: ModelSection = ModelSection()
     strategy: StrategySection = StrategySection()
     participation: ParticipationSection = ParticipationSection()
+    attack: AttackSection = AttackSection()
+    validation: ValidationSection = ValidationSection()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ExperimentConfig:
@@ -118,6 +179,8 @@ class ExperimentConfig(_Strict):
             )
         if self.model.kind == "cnn" and self.data.dataset not in ("digits", "fashion_mnist"):
             raise ValueError("model.kind 'cnn' needs image data: dataset = 'digits' or 'fashion_mnist'")
+        if self.attack.kind != "none" and self.attack.fraction == 0:
+            raise ValueError(f"attack.kind {self.attack.kind!r} needs attack.fraction > 0")
         if self.participation.count is not None and self.participation.count > self.data.num_parties:
             raise ValueError(
                 f"participation.count ({self.participation.count}) exceeds data.num_parties "

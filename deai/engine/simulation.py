@@ -7,6 +7,7 @@ purpose), so a run resumed from a checkpoint is bit-identical to one never inter
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,16 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from deai.aggregate import AggregationContext
-from deai.config import ExperimentConfig
+from deai.aggregate import AggregationContext, make_aggregator
+from deai.attacks import AttackContext, choose_malicious, make_attack
+from deai.config import ConfigError, ExperimentConfig
 from deai.data.federated import FederatedData
 from deai.engine.backends import Backend, TrainJob, make_backend
 from deai.engine.participation import party_speeds, plan_round
 from deai.engine.strategy import Strategy, build_strategy
 from deai.models.base import Model
+from deai.rng import Purpose, key
 from deai.train import LocalSpec, planned_steps, train_parties
 from deai.train.scaffold import ScaffoldControls
 from deai.transforms import TransformContext
+from deai.verify.validation import validate_updates
 
 EVAL_CHUNK = 4096
 
@@ -75,6 +79,26 @@ class Simulation:
         self.controls = (
             ScaffoldControls(fed.num_parties, model.layout.dim) if self.strategy.control_variates else None
         )
+        if cfg.strategy.aggregator is not None:
+            try:
+                self.strategy.aggregator = make_aggregator(
+                    cfg.strategy.aggregator, cfg.strategy.aggregator_options, num_parties=fed.num_parties
+                )
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"strategy.aggregator_options: {err}") from None
+        self.malicious = np.zeros(fed.num_parties, dtype=bool)
+        self.attack = None
+        self.train_fed = fed
+        if cfg.attack.kind != "none":
+            try:
+                self.attack = make_attack(cfg.attack.kind, **cfg.attack.options)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"attack.options: {err}") from None
+            self.malicious = choose_malicious(fed.num_parties, cfg.attack.fraction, seed)
+            self.train_fed = self._poisoned(fed)
+        self.root = (
+            self._fltrust_root() if getattr(self.strategy.aggregator, "name", "") == "fltrust" else None
+        )
         w0 = model.init_params(seed)
         self.state = SimulationState(
             round=0,
@@ -92,6 +116,8 @@ class Simulation:
         arrays["wall_time_s"] = np.array(self.state.wall_time_s)
         if self.controls is not None:
             arrays.update(self.controls.state())
+        if hasattr(self.strategy.aggregator, "state"):
+            arrays.update({f"agg_{k}": v for k, v in self.strategy.aggregator.state().items()})
         return arrays
 
     def load_state(self, params: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
@@ -103,12 +129,14 @@ class Simulation:
         }
         if self.controls is not None:
             self.controls.load(arrays)
+        if hasattr(self.strategy.aggregator, "load"):
+            self.strategy.aggregator.load({k[4:]: v for k, v in arrays.items() if k.startswith("agg_")})
 
     # -- rounds ---------------------------------------------------------------------------
     @property
     def backend(self) -> Backend:
         if self._backend is None:
-            f = self.fed
+            f = self.train_fed
             self._backend = make_backend(
                 self.cfg.run.backend, self.model, f.x_train, f.y_train, f.train_offsets, self.cfg.run.workers
             )
@@ -163,11 +191,38 @@ class Simulation:
                 res.deltas, st.transform_state, TransformContext(cfg.run.seed, r, ids)
             )
             weights = self.fed.train_sizes[ids].astype(np.float64)
-            ctx = AggregationContext(round=r, party_ids=ids, steps=res.steps)
-            update = strat.aggregator(deltas, weights, ctx)
-            st.params, st.server_state = strat.server_opt.step(st.params, update, st.server_state)
+            malicious = self.malicious[ids]
+            if self.attack is not None and malicious.any():
+                deltas = self.attack.craft(
+                    deltas,
+                    AttackContext(
+                        seed=cfg.run.seed,
+                        round=r,
+                        party_ids=ids,
+                        malicious=malicious,
+                        global_params=st.params,
+                        weights=weights,
+                        num_classes=self.fed.num_classes,
+                        image_shape=self.fed.image_shape,
+                    ),
+                )
+            check = validate_updates(
+                deltas, ids, np.full(len(ids), r), r, max_norm=cfg.validation.max_update_norm
+            )
+            metrics["rejected"] = len(check.reasons)
+            if check.reasons:
+                metrics["rejected_reasons"] = check.counts()
+            keep = check.accepted
+            if keep.any():
+                ids_k, deltas_k, weights_k, steps_k = ids[keep], deltas[keep], weights[keep], res.steps[keep]
+                ctx = AggregationContext(round=r, party_ids=ids_k, steps=steps_k)
+                if self.root is not None:
+                    ctx.signals["server_update"] = self._root_update(r)
+                update = strat.aggregator(deltas_k, weights_k, ctx)
+                st.params, st.server_state = strat.server_opt.step(st.params, update, st.server_state)
+                metrics.update(self._signals(ids_k, deltas_k, weights_k, malicious[keep], update, ctx))
             metrics["train_loss"] = float(np.average(res.train_loss, weights=weights))
-            metrics["update_norm_mean"] = float(np.linalg.norm(deltas, axis=1).mean())
+            metrics["update_norm_mean"] = float(np.linalg.norm(res.deltas, axis=1).mean())
             metrics["mean_local_steps"] = float(res.steps.mean())
         if not np.all(np.isfinite(st.params)):
             raise FloatingPointError(
@@ -190,6 +245,84 @@ class Simulation:
         finally:
             self.close()
 
+    # -- attacks, defences and their signals ----------------------------------------------
+    def _poisoned(self, fed: FederatedData) -> FederatedData:
+        """A copy of the federation whose malicious parties' training rows went through ``poison_data``."""
+        x, y = fed.x_train.copy(), fed.y_train.copy()
+        for p in np.flatnonzero(self.malicious):
+            lo, hi = fed.train_offsets[p], fed.train_offsets[p + 1]
+            party_seed = int(key(self.cfg.run.seed, 0, Purpose.ATTACK, int(p)) % np.uint64(2**31))
+            x[lo:hi], y[lo:hi] = self.attack.poison_data(
+                x[lo:hi], y[lo:hi], fed.num_classes, fed.image_shape, party_seed
+            )
+        return dataclasses.replace(fed, x_train=x, y_train=y)
+
+    def _fltrust_root(self) -> tuple[np.ndarray, np.ndarray]:
+        """FLTrust's clean root set: a seeded sample of honest parties' training rows held by the server."""
+        f = self.fed
+        owner = np.repeat(np.arange(f.num_parties), f.train_sizes)
+        honest_rows = np.flatnonzero(~self.malicious[owner])
+        rng = np.random.default_rng(np.random.SeedSequence([self.cfg.run.seed, int(Purpose.ATTACK), 1]))
+        n = min(self.cfg.strategy.fltrust_root_size, len(honest_rows))
+        rows = np.sort(rng.choice(honest_rows, size=n, replace=False))
+        return f.x_train[rows], f.y_train[rows]
+
+    def _root_update(self, round_: int) -> np.ndarray:
+        x, y = self.root
+        res = train_parties(
+            self.model,
+            x,
+            y,
+            np.array([0, len(y)]),
+            np.array([0]),
+            self.state.params,
+            self.strategy.local,
+            self.cfg.run.seed,
+            round_,
+        )
+        return res.deltas[0]
+
+    def _signals(
+        self,
+        ids: np.ndarray,
+        deltas: np.ndarray,
+        weights: np.ndarray,
+        malicious: np.ndarray,
+        update: np.ndarray,
+        ctx: AggregationContext,
+    ) -> dict[str, Any]:
+        """Per-round detection signals: each party's weight and its distance and cosine to the aggregate."""
+        out: dict[str, Any] = {}
+        weight_keys = [k for k in ctx.signals if k.endswith("_weight")]
+        if weight_keys:
+            share = np.asarray(ctx.signals[weight_keys[0]], dtype=np.float64)
+        elif getattr(self.strategy.aggregator, "name", "") in ("mean", "fednova", "norm_bound", "secagg"):
+            share = weights / weights.sum()
+        else:
+            share = None  # order-statistic rules have no per-party weight
+        if share is not None and share.sum() > 0:
+            share = share / share.sum()
+            out["malicious_weight_share"] = float(share[malicious].sum()) if malicious.any() else 0.0
+        if not self.cfg.run.party_signals:
+            return out
+        norms = np.linalg.norm(deltas, axis=1)
+        agg_norm = float(np.linalg.norm(update))
+        cosine = deltas @ update / np.maximum(norms * agg_norm, 1e-12)
+        signals = {
+            "party": ids.tolist(),
+            "malicious": malicious.tolist(),
+            "update_norm": np.round(norms, 6).tolist(),
+            "distance_to_aggregate": np.round(np.linalg.norm(deltas - update[None, :], axis=1), 6).tolist(),
+            "cosine_to_aggregate": np.round(cosine, 6).tolist(),
+        }
+        if share is not None:
+            signals["weight_share"] = np.round(share, 6).tolist()
+        for k, v in ctx.signals.items():
+            if k != "server_update" and np.ndim(v) == 1 and len(v) == len(ids):
+                signals[k] = np.round(np.asarray(v, dtype=np.float64), 6).tolist()
+        out["party_signals"] = signals
+        return out
+
     # -- personalization ------------------------------------------------------------------
     def personalize(self, epochs: int) -> dict[str, float]:
         """Fine-tune the global model on each party's own data; accuracy on each party's own test split.
@@ -197,7 +330,7 @@ class Simulation:
         Returns test-size-weighted accuracy of the global model and of the fine-tuned models,
         both on the parties' own test rows, so the two numbers are directly comparable.
         """
-        f, w = self.fed, self.state.params
+        f, w = self.train_fed, self.state.params
         ids = np.flatnonzero(f.test_sizes > 0)
         local = self.strategy.local
         spec = LocalSpec(

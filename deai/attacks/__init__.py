@@ -1,0 +1,73 @@
+"""Simulated malicious parties, one module per paper, all behind the contract of :mod:`deai.attacks.base`.
+
+Data poisoning (``label_flip``, ``backdoor``, optionally ``sybil``) rewrites the malicious parties' own
+rows before training; model poisoning rewrites their rows of each round's update matrix. Non-omniscient
+attacks (``sign_flip``, ``gaussian``, ``backdoor``'s boost, ``free_rider``, ``sybil``) use only the
+attacker's own updates; omniscient ones (``alie``, ``ipm``, ``min_max``, ``min_sum``) also read the round's
+honest updates, the strongest attacker of their papers, and fall back on the attacker's own updates when
+every row is malicious. Every ``craft`` is vectorized over rows, returns a new float32 matrix with the
+honest rows unchanged, and draws randomness only from :mod:`deai.rng`, keyed per party.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from deai.attacks.alie import ALIE, alie_z
+from deai.attacks.backdoor import Backdoor, apply_trigger, backdoor_success_rate
+from deai.attacks.base import Attack, AttackContext
+from deai.attacks.free_rider import FreeRider
+from deai.attacks.gaussian import Gaussian
+from deai.attacks.ipm import IPM
+from deai.attacks.label_flip import LabelFlip
+from deai.attacks.min_max import MinMax, MinSum, largest_gamma, perturbation_vector
+from deai.attacks.selection import choose_malicious
+from deai.attacks.sign_flip import SignFlip
+from deai.attacks.sybil import Sybil
+
+ATTACKS: dict[str, type] = {
+    cls.name: cls
+    for cls in (LabelFlip, SignFlip, Gaussian, ALIE, IPM, MinMax, MinSum, Backdoor, FreeRider, Sybil)
+}
+
+
+def make_attack(name: str, **options: object) -> Attack:
+    """Construct the attack called ``name`` from keyword options, e.g. ``make_attack("ipm", epsilon=0.1)``.
+
+    Unknown names and options are rejected with the allowed ones listed, before any constructor runs.
+    """
+    if name not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; choose one of: {', '.join(ATTACKS)}")
+    cls = ATTACKS[name]
+    allowed = list(inspect.signature(cls).parameters)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"attack {name!r} has no option {', '.join(map(repr, unknown))}; "
+            f"its options are: {', '.join(allowed) or '(none)'}"
+        )
+    return cls(**options)
+
+
+__all__ = [
+    "ALIE",
+    "ATTACKS",
+    "IPM",
+    "Attack",
+    "AttackContext",
+    "Backdoor",
+    "FreeRider",
+    "Gaussian",
+    "LabelFlip",
+    "MinMax",
+    "MinSum",
+    "SignFlip",
+    "Sybil",
+    "alie_z",
+    "apply_trigger",
+    "backdoor_success_rate",
+    "choose_malicious",
+    "largest_gamma",
+    "make_attack",
+    "perturbation_vector",
+]

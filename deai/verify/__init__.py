@@ -1,0 +1,1 @@
+"""Verifiability: checks on what parties send before it can touch the global model."""
