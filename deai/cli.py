@@ -62,6 +62,17 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     from deai.robustness import DEFENCES, evaluate_matrix, write_outputs
 
     attacks = [a for a in args.attacks.split(",") if a]
+    attack_options: dict[str, dict] = {}
+    for item in args.attack_option or []:
+        name, _, assignment = item.partition(".")
+        option, eq, raw = assignment.partition("=")
+        if not (name and option and eq):
+            raise ConfigError(f"--attack-option {item!r}: use ATTACK.OPTION=VALUE, e.g. ipm.epsilon=100")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        attack_options.setdefault(name, {})[option] = value
     defences = [d for d in (args.defences or ",".join(DEFENCES)).split(",") if d]
     cells = len(attacks) * len(defences)
     progress, _ = round_progress(cells, "robustness matrix")
@@ -73,6 +84,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
             defences,
             args.byzantine_fraction,
             on_cell=lambda a, d: progress.update(task, advance=1, status=f"{a} vs {d}"),
+            attack_options=attack_options,
         )
     out = Path(args.out or "runs/robustness")
     write_outputs(report, out, attacks, defences)
@@ -124,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_rob.add_argument("--defences", help="comma-separated (default: all twelve)")
     p_rob.add_argument("--byzantine-fraction", type=float, default=0.2)
+    p_rob.add_argument(
+        "--attack-option",
+        action="append",
+        metavar="ATTACK.OPTION=VALUE",
+        help="e.g. ipm.epsilon=100 (repeatable)",
+    )
     p_rob.add_argument(
         "--out", help="directory for robustness.md/.json and heatmap.png (default runs/robustness)"
     )

@@ -49,10 +49,19 @@ def defence_options(defence: str, num_byzantine: int, byzantine_fraction: float,
 
 
 def _variant(
-    base: ExperimentConfig, attack: str, fraction: float, defence: str, options: dict
+    base: ExperimentConfig,
+    attack: str,
+    fraction: float,
+    defence: str,
+    options: dict,
+    attack_options: dict | None = None,
 ) -> ExperimentConfig:
     data = base.model_dump()
-    data["attack"] = {"kind": attack, "fraction": fraction if attack != "none" else 0.0, "options": {}}
+    data["attack"] = {
+        "kind": attack,
+        "fraction": fraction if attack != "none" else 0.0,
+        "options": attack_options or {},
+    }
     data["strategy"]["aggregator"] = defence
     data["strategy"]["aggregator_options"] = options
     return ExperimentConfig.model_validate(data)
@@ -89,9 +98,14 @@ def evaluate_matrix(
     defences: Sequence[str],
     byzantine_fraction: float,
     on_cell: Callable[[str, str], None] | None = None,
+    attack_options: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """Run the clean baseline, each defence without attack, and every (attack, defence) cell.
+
+    ``attack_options`` maps an attack name to its keyword options (e.g. ``{"ipm": {"epsilon": 100}}``).
+    """
     base = as_config(base)
-    unknown = [a for a in attacks if a not in ATTACK_NAMES]
+    unknown = [a for a in [*attacks, *(attack_options or {})] if a not in ATTACK_NAMES]
     if unknown:
         raise ConfigError(f"--attacks: unknown {', '.join(unknown)}; allowed: {', '.join(ATTACK_NAMES)}")
     unknown = [d for d in defences if d not in DEFENCES]
@@ -116,7 +130,11 @@ def evaluate_matrix(
         for attack in attacks:
             if on_cell:
                 on_cell(attack, defence)
-            cell = _cell(_variant(base, attack, byzantine_fraction, defence, options))
+            opts = (attack_options or {}).get(attack, {})
+            try:
+                cell = _cell(_variant(base, attack, byzantine_fraction, defence, options, opts))
+            except ConfigError as err:
+                raise ConfigError(f"attack {attack!r}: {err}") from None
             rows.append(
                 {"attack": attack, "defence": defence, "clean_accuracy": clean_cell["accuracy"], **cell}
             )
@@ -126,6 +144,7 @@ def evaluate_matrix(
         "num_parties": n,
         "num_byzantine": f,
         "typical_update_norm": typical,
+        "attack_options": attack_options or {},
         "results": rows,
     }
 
