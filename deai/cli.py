@@ -114,6 +114,88 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_privacy_epsilon(args: argparse.Namespace) -> int:
+    from deai.privacy.dp.accountant import compute_epsilon
+
+    try:
+        eps = compute_epsilon(
+            args.noise_multiplier, args.sampling_rate, args.steps, args.delta, args.accountant
+        )
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if args.json:
+        print(json.dumps({"epsilon": eps, "accountant": args.accountant, "delta": args.delta}))
+    else:
+        print(f"epsilon = {eps:.6g} at delta = {args.delta:g} ({args.accountant})")
+    return 0
+
+
+def cmd_privacy_calibrate(args: argparse.Namespace) -> int:
+    from deai.privacy.dp.accountant import calibrate_noise_multiplier, compute_epsilon
+
+    try:
+        z = calibrate_noise_multiplier(
+            args.target_epsilon, args.sampling_rate, args.steps, args.delta, args.accountant
+        )
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    eps = compute_epsilon(z, args.sampling_rate, args.steps, args.delta, args.accountant)
+    if args.json:
+        print(json.dumps({"noise_multiplier": z, "epsilon": eps, "accountant": args.accountant}))
+    else:
+        print(
+            f"noise_multiplier = {z:.6g} gives epsilon = {eps:.6g} "
+            f"at delta = {args.delta:g} ({args.accountant})"
+        )
+    return 0
+
+
+def cmd_privacy_audit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from deai.privacy.audit.report import audit_run
+
+    if not (Path(args.run_dir) / "final.npz").is_file():
+        raise ConfigError(f"{args.run_dir} has no final.npz: audit a finished run directory")
+    report = audit_run(args.run_dir, max_examples=args.max_examples)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        eps = report.get("epsilon")
+        err_console.print(f"epsilon spent: {'not private' if eps is None else f'{eps:.4g}'}")
+        err_console.print(
+            f"membership inference AUC: loss-threshold {report['mia_loss_auc']:.3f}, "
+            f"shadow-model {report['mia_shadow_auc']:.3f} (0.5 = the attacker learns nothing)"
+        )
+        inv = report.get("inversion")
+        if inv:
+            err_console.print(
+                f"gradient inversion of one party's update: MSE {inv['mse']:.4g} "
+                f"(mean-image baseline {inv['baseline_mse']:.4g})"
+            )
+        err_console.print(f"written: {Path(args.run_dir) / 'audit.json'}")
+    return 0
+
+
+def cmd_privacy_sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from deai.privacy_report import sweep
+
+    zs = [float(z) for z in args.noise_multipliers.split(",") if z]
+    out = Path(args.out or "runs/privacy-sweep")
+    progress, _ = round_progress(len(zs) + 1, "privacy sweep")
+    task = progress.task_ids[0]
+    with progress:
+        table = sweep(
+            args.config, zs, out, on_run=lambda label: progress.update(task, advance=1, status=label)
+        )
+    if args.json:
+        print(json.dumps(table))
+    err_console.print(f"table: {out / 'privacy_utility.md'}  plot: {out / 'privacy_utility.png'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deai", description="Decentralized AI: learn together without moving data."
@@ -147,6 +229,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_rob.add_argument("--json", action="store_true")
     p_rob.set_defaults(func=cmd_robustness)
+
+    p_priv = sub.add_parser("privacy", help="differential privacy: epsilon, calibration, audits, trade-offs")
+    psub = p_priv.add_subparsers(dest="privacy_command", required=True)
+    for name, func, helptext in (
+        ("epsilon", cmd_privacy_epsilon, "epsilon of the Poisson-subsampled Gaussian mechanism"),
+        ("calibrate", cmd_privacy_calibrate, "noise multiplier that reaches a target epsilon"),
+    ):
+        p = psub.add_parser(name, help=helptext)
+        if name == "epsilon":
+            p.add_argument("--noise-multiplier", type=float, required=True)
+        else:
+            p.add_argument("--target-epsilon", type=float, required=True)
+        p.add_argument("--sampling-rate", type=float, required=True)
+        p.add_argument("--steps", type=int, required=True)
+        p.add_argument("--delta", type=float, default=1e-5)
+        p.add_argument("--accountant", choices=["rdp", "pld"], default="rdp")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=func)
+    p = psub.add_parser("audit", help="membership-inference and gradient-inversion attacks on a finished run")
+    p.add_argument("run_dir")
+    p.add_argument("--max-examples", type=int, default=2000)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_privacy_audit)
+    p = psub.add_parser("sweep", help="accuracy and attack AUC against epsilon for several noise levels")
+    p.add_argument("config")
+    p.add_argument("--noise-multipliers", default="0.5,1,2,4")
+    p.add_argument("--out")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_privacy_sweep)
 
     p_demo = sub.add_parser("demo", help="the end-to-end story on the embedded defaults (88 clinics)")
     p_demo.add_argument("--out", default="runs/demo", help="directory for the demo's runs and report")

@@ -114,6 +114,7 @@ class ParticipationSection(_Strict):
     )
     speed_sigma: float = Field(0.0, ge=0, description="party speeds are lognormal(0, speed_sigma)")
     straggler_policy: Literal["drop", "partial"] = "drop"
+    poisson: bool = Field(False, description="sample each party independently with probability `fraction`")
 
     @model_validator(mode="after")
     def _one_of_fraction_count(self) -> ParticipationSection:
@@ -162,6 +163,33 @@ class ValidationSection(_Strict):
     max_update_norm: float | None = Field(None, gt=0, description="reject updates with a larger L2 norm")
 
 
+class PrivacySection(_Strict):
+    """Differential privacy (deai.privacy.dp): user-level DP-FedAvg and example-level DP-SGD."""
+
+    mode: Literal["none", "central", "distributed"] = Field(
+        "none", description="user-level DP-FedAvg: the server adds noise (central) or each party adds a share"
+    )
+    noise_multiplier: float = Field(1.0, ge=0, description="z: noise std = z * clip_norm on the sum")
+    target_epsilon: float | None = Field(
+        None, gt=0, description="calibrate noise_multiplier so that epsilon after all rounds equals this"
+    )
+    clip_norm: float = Field(1.0, gt=0, description="C: each party's update is clipped to this L2 norm")
+    delta: float = Field(1e-5, gt=0, lt=1)
+    accountant: Literal["rdp", "pld"] = "rdp"
+    budget_epsilon: float | None = Field(
+        None, gt=0, description="refuse to start or stop before exceeding this"
+    )
+    adaptive_clipping: bool = Field(
+        False, description="Andrew et al. 2021 quantile-tracking clip norm (central)"
+    )
+    target_quantile: float = Field(0.5, gt=0, lt=1)
+    clip_learning_rate: float = Field(0.2, gt=0)
+    example_noise_multiplier: float | None = Field(
+        None, ge=0, description="example-level DP-SGD inside each party (per-example clipping + noise)"
+    )
+    example_clip_norm: float = Field(1.0, gt=0)
+
+
 class ExperimentConfig(_Strict):
     run: RunSection = RunSection()
     data: DataSection = DataSection()
@@ -170,6 +198,7 @@ class ExperimentConfig(_Strict):
     participation: ParticipationSection = ParticipationSection()
     attack: AttackSection = AttackSection()
     validation: ValidationSection = ValidationSection()
+    privacy: PrivacySection = PrivacySection()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ExperimentConfig:
@@ -179,6 +208,29 @@ class ExperimentConfig(_Strict):
             )
         if self.model.kind == "cnn" and self.data.dataset not in ("digits", "fashion_mnist"):
             raise ValueError("model.kind 'cnn' needs image data: dataset = 'digits' or 'fashion_mnist'")
+        pv, part = self.privacy, self.participation
+        if pv.mode != "none":
+            if part.count is not None or (part.fraction is not None and not part.poisson):
+                raise ValueError(
+                    "privacy accounting assumes Poisson party sampling: set participation.poisson = true "
+                    "with participation.fraction (or sample every party every round)"
+                )
+            if self.strategy.aggregator not in (None, "mean", "secagg") or self.strategy.algorithm not in (
+                "fedavg",
+                "fedprox",
+                "fedadam",
+                "fedyogi",
+                "fedadagrad",
+            ):
+                raise ValueError(
+                    "privacy.mode needs a sum-based aggregation (strategy.aggregator 'mean' or 'secagg') "
+                    "and an algorithm whose server step only sees the noisy average "
+                    "(fedavg, fedprox, fedadam, fedyogi or fedadagrad)"
+                )
+            if pv.adaptive_clipping and pv.mode != "central":
+                raise ValueError("privacy.adaptive_clipping is implemented for mode 'central' only")
+        if part.poisson and part.fraction is None:
+            raise ValueError("participation.poisson needs participation.fraction")
         if self.attack.kind != "none" and self.attack.fraction == 0:
             raise ValueError(f"attack.kind {self.attack.kind!r} needs attack.fraction > 0")
         if self.participation.count is not None and self.participation.count > self.data.num_parties:

@@ -14,8 +14,13 @@ err_console = Console(stderr=True, soft_wrap=True)
 def round_progress(total: int, label: str) -> tuple[Progress, Callable[[dict[str, Any]], None]]:
     """A progress bar and the ``on_round`` callback that advances it (use the bar as a context manager)."""
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=err_console, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=False,
     )
     task = progress.add_task(label, total=total, status="")
 

@@ -42,6 +42,8 @@ class Result:
     history: list[dict[str, Any]]
     params: np.ndarray
     personalization: dict[str, float] | None = None
+    privacy: dict[str, Any] | None = None
+    stopped: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """The machine-readable summary printed by ``deai run --json``."""
@@ -57,6 +59,10 @@ class Result:
         }
         if self.personalization is not None:
             out["personalization"] = self.personalization
+        if self.privacy is not None:
+            out["privacy"] = self.privacy
+        if self.stopped is not None:
+            out["stopped"] = self.stopped
         return out
 
 
@@ -221,6 +227,8 @@ def _execute(
         history=list(st.history),
         params=st.params,
         personalization=personalization,
+        privacy=_privacy_summary(cfg, sim),
+        stopped=sim.stopped,
     )
     if rd is not None:
         save_params(rd.path / "final.npz", st.params, sim.model.layout)
@@ -240,6 +248,24 @@ def _execute(
     if rd is not None:
         _atomic_write(rd.path / "summary.json", json.dumps(result.summary(), indent=2))
     return result
+
+
+def _privacy_summary(cfg: ExperimentConfig, sim: Simulation) -> dict[str, Any] | None:
+    out: dict[str, Any] = {}
+    if sim.dp is not None:
+        eps = [m["epsilon"] for m in sim.state.history if "epsilon" in m]
+        out.update(
+            mode=cfg.privacy.mode,
+            epsilon=eps[-1] if eps else 0.0,
+            delta=cfg.privacy.delta,
+            noise_multiplier=sim.dp.noise_multiplier,
+            sampling_rate=sim.dp.q,
+            accountant=cfg.privacy.accountant,
+        )
+    example = sim.example_epsilon()
+    if example is not None:
+        out.update(example_epsilon=example, example_noise_multiplier=cfg.privacy.example_noise_multiplier)
+    return out or None
 
 
 def run(

@@ -31,6 +31,22 @@ def party_speeds(seed: int, num_parties: int, speed_sigma: float) -> np.ndarray:
     return np.exp(speed_sigma * z)
 
 
+def sample_parties(
+    seed: int, round_: int, num_parties: int, fraction: float | None, count: int | None, poisson: bool
+) -> np.ndarray:
+    """Sorted ids of the parties asked to train: all, a fixed-size sample, or a Poisson sample."""
+    if poisson:
+        # each party joins independently with probability `fraction`: what DP accounting assumes
+        draws = party_uniform(key(seed, round_, Purpose.SELECT), np.arange(num_parties), 1)[:, 0]
+        return np.flatnonzero(draws < fraction).astype(np.int64)
+    if count is None:
+        count = num_parties if fraction is None else max(1, int(round(fraction * num_parties)))
+    if count >= num_parties:
+        return np.arange(num_parties, dtype=np.int64)
+    rng = generator(seed, round_, Purpose.SELECT)
+    return np.sort(rng.choice(num_parties, size=count, replace=False)).astype(np.int64)
+
+
 def plan_round(
     seed: int,
     round_: int,
@@ -43,15 +59,10 @@ def plan_round(
     dropout_rate: float,
     deadline: float | None,
     straggler_policy: str,
+    poisson: bool = False,
 ) -> RoundPlan:
     """Sample parties, remove dropouts, and apply the deadline; ``planned_steps`` is per party id."""
-    if count is None:
-        count = num_parties if fraction is None else max(1, int(round(fraction * num_parties)))
-    if count >= num_parties:
-        sampled = np.arange(num_parties, dtype=np.int64)
-    else:
-        rng = generator(seed, round_, Purpose.SELECT)
-        sampled = np.sort(rng.choice(num_parties, size=count, replace=False)).astype(np.int64)
+    sampled = sample_parties(seed, round_, num_parties, fraction, count, poisson)
 
     alive = np.ones(len(sampled), dtype=bool)
     if dropout_rate > 0:

@@ -26,7 +26,7 @@ from deai.models.base import Model
 from deai.rng import Purpose, key
 from deai.train import LocalSpec, planned_steps, train_parties
 from deai.train.scaffold import ScaffoldControls
-from deai.transforms import TransformContext
+from deai.transforms import TransformContext, chain
 from deai.verify.validation import validate_updates
 
 EVAL_CHUNK = 4096
@@ -70,8 +70,15 @@ class Simulation:
 
     def __init__(self, cfg: ExperimentConfig, fed: FederatedData, model: Model) -> None:
         self.cfg, self.fed, self.model = cfg, fed, model
+        gradient_fn = None
+        if cfg.privacy.example_noise_multiplier is not None:
+            from deai.privacy.dp.dpsgd import ExampleLevelDPSGD
+
+            gradient_fn = ExampleLevelDPSGD(
+                cfg.privacy.example_clip_norm, cfg.privacy.example_noise_multiplier, cfg.strategy.batch_size
+            )
         self.strategy: Strategy = build_strategy(
-            cfg.strategy, np.bincount(fed.y_train, minlength=fed.num_classes)
+            cfg.strategy, np.bincount(fed.y_train, minlength=fed.num_classes), gradient_fn
         )
         seed = cfg.run.seed
         self.speeds = party_speeds(seed, fed.num_parties, cfg.participation.speed_sigma)
@@ -99,6 +106,13 @@ class Simulation:
         self.root = (
             self._fltrust_root() if getattr(self.strategy.aggregator, "name", "") == "fltrust" else None
         )
+        self.dp = None
+        if cfg.privacy.mode != "none":
+            from deai.engine.privacy import DPFedAvg
+
+            self.dp = DPFedAvg(cfg, fed.num_parties)
+            self.strategy.transforms = chain(*self.dp.client_transforms())
+        self.stopped: str | None = None  # why the run ended before run.rounds, if it did
         w0 = model.init_params(seed)
         self.state = SimulationState(
             round=0,
@@ -118,6 +132,8 @@ class Simulation:
             arrays.update(self.controls.state())
         if hasattr(self.strategy.aggregator, "state"):
             arrays.update({f"agg_{k}": v for k, v in self.strategy.aggregator.state().items()})
+        if self.dp is not None:
+            arrays.update(self.dp.state())
         return arrays
 
     def load_state(self, params: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
@@ -129,6 +145,8 @@ class Simulation:
         }
         if self.controls is not None:
             self.controls.load(arrays)
+        if self.dp is not None:
+            self.dp.load(arrays)
         if hasattr(self.strategy.aggregator, "load"):
             self.strategy.aggregator.load({k[4:]: v for k, v in arrays.items() if k.startswith("agg_")})
 
@@ -164,6 +182,7 @@ class Simulation:
             dropout_rate=part.dropout_rate,
             deadline=part.deadline,
             straggler_policy=part.straggler_policy,
+            poisson=part.poisson,
         )
         ids = plan.participants
         metrics: dict[str, Any] = {
@@ -218,7 +237,12 @@ class Simulation:
                 ctx = AggregationContext(round=r, party_ids=ids_k, steps=steps_k)
                 if self.root is not None:
                     ctx.signals["server_update"] = self._root_update(r)
-                update = strat.aggregator(deltas_k, weights_k, ctx)
+                if self.dp is None:
+                    update = strat.aggregator(deltas_k, weights_k, ctx)
+                else:
+                    tctx = TransformContext(cfg.run.seed, r, ids_k)
+                    update = self.dp.aggregate(deltas_k, tctx, strat.aggregator, ctx)
+                    metrics.update(self.dp.record(len(ids_k)))
                 st.params, st.server_state = strat.server_opt.step(st.params, update, st.server_state)
                 metrics.update(self._signals(ids_k, deltas_k, weights_k, malicious[keep], update, ctx))
             metrics["train_loss"] = float(np.average(res.train_loss, weights=weights))
@@ -239,11 +263,51 @@ class Simulation:
     def run(self, on_round: Callable[[dict[str, Any]], None] | None = None) -> None:
         try:
             while self.state.round < self.cfg.run.rounds:
+                if self.dp is not None and not self._privacy_allows_next_round():
+                    break
                 m = self.run_round()
                 if on_round is not None:
                     on_round(m)
         finally:
             self.close()
+
+    def example_epsilon(self) -> float | None:
+        """Example-level DP-SGD: the largest epsilon over parties, from the steps each actually took.
+
+        Each party is its own data set for example-level privacy; its epsilon composes
+        ``epochs * ceil(n / B)`` steps at sampling rate ``B / n`` per round it took part in.
+        """
+        pv = self.cfg.privacy
+        if pv.example_noise_multiplier is None:
+            return None
+        from deai.privacy.dp.accountant import compute_epsilon
+
+        rounds_in = np.zeros(self.fed.num_parties, dtype=np.int64)
+        for m in self.state.history:
+            if "party_signals" in m:
+                rounds_in[m["party_signals"]["party"]] += 1
+            else:
+                rounds_in[:] += 1  # upper bound: every party every round
+        B, E = self.strategy.local.batch_size, self.strategy.local.epochs
+        worst = 0.0
+        for n, r in {(int(n), int(r)) for n, r in zip(self.fed.train_sizes, rounds_in, strict=True) if r}:
+            q = min(1.0, B / n)
+            steps = r * E * -(-n // B)
+            worst = max(
+                worst, compute_epsilon(pv.example_noise_multiplier, q, steps, pv.delta, pv.accountant)
+            )
+        return worst
+
+    def _privacy_allows_next_round(self) -> bool:
+        """False (and ``self.stopped`` says why) when the next round would exceed the privacy budget."""
+        from deai.engine.privacy import BudgetExceededError
+
+        try:
+            self.dp.check_budget(self.state.round + 1, int(round(self.dp.expected)))
+        except BudgetExceededError as err:
+            self.stopped = str(err)
+            return False
+        return True
 
     # -- attacks, defences and their signals ----------------------------------------------
     def _poisoned(self, fed: FederatedData) -> FederatedData:

@@ -18,6 +18,7 @@ fednova      SGD                              fednova     SGD, lr 1 (Wang 2020)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +42,11 @@ class Strategy:
     control_variates: bool = False
 
 
-def build_strategy(cfg: StrategySection, class_counts: np.ndarray | None = None) -> Strategy:
+def build_strategy(
+    cfg: StrategySection,
+    class_counts: np.ndarray | None = None,
+    gradient_fn: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None,
+) -> Strategy:
     """Assemble the parts for ``cfg.algorithm``; ``class_counts`` feeds ``class_weighting = 'balanced'``.
 
     Class counts are one histogram for the whole federation: a task-level statistic (in a
@@ -54,7 +59,12 @@ def build_strategy(cfg: StrategySection, class_counts: np.ndarray | None = None)
         counts = np.maximum(np.asarray(class_counts, dtype=np.float64), 1.0)
         weights = tuple(float(w) for w in counts.sum() / (len(counts) * counts))
     local = LocalSpec(
-        epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr, prox_mu=cfg.mu, class_weights=weights
+        epochs=cfg.local_epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        prox_mu=cfg.mu,
+        class_weights=weights,
+        gradient_fn=gradient_fn,
     )
     transforms = chain(ClipByNorm(cfg.clip_norm)) if cfg.clip_norm else chain()
     if cfg.algorithm in ADAPTIVE:

@@ -11,6 +11,7 @@ The FedProx proximal term (Li et al. 2020) and SCAFFOLD's control-variate correc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,9 @@ class LocalSpec:
     lr: float = 0.1
     prox_mu: float = 0.0
     class_weights: tuple[float, ...] | None = None  # per-class loss weights (e.g. balanced for rare classes)
+    # Replaces model.loss_grad when set: called as gradient_fn(model, W, X, y, weight, seed, round, ids, step)
+    # and returning (loss [P], grad [P, dim]); example-level DP-SGD plugs in here (deai.privacy.dp).
+    gradient_fn: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None
 
 
 @dataclass
@@ -98,7 +102,10 @@ def train_parties(
         weight = valid.astype(np.float32)
         if class_weights is not None:
             weight *= class_weights[yb]
-        loss, grad = model.loss_grad(W[:k], x[rows], yb, weight)
+        if spec.gradient_fn is None:
+            loss, grad = model.loss_grad(W[:k], x[rows], yb, weight)
+        else:
+            loss, grad = spec.gradient_fn(model, W[:k], x[rows], yb, weight, seed, round_, ids[:k], s)
         if spec.prox_mu:
             grad += spec.prox_mu * (W[:k] - w_global[None, :])
         if corr is not None:

@@ -15,9 +15,11 @@ party's whole data for user-level DP-FedAvg and one example for DP-SGD.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import dp_accounting
@@ -160,7 +162,21 @@ def _epsilon_of_history(
         return 0.0
     if any(_is_non_private(e) for e in history):
         return math.inf
-    return float(_composed(history, accountant, discretization).get_epsilon(delta))
+    with _quiet_absl():
+        return float(_composed(history, accountant, discretization).get_epsilon(delta))
+
+
+@contextlib.contextmanager
+def _quiet_absl() -> Iterator[None]:
+    """dp_accounting logs a warning for each RDP order it drops as numerically unstable; dropping an
+    order only loosens the bound, so those warnings are noise to a user and are held back here."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 # ---------------------------------------------------------------------------- functions
@@ -270,16 +286,17 @@ def calibrate_noise_multiplier(
             return rdp.RdpAccountant(orders=RDP_ORDERS)
         return pld.PLDAccountant(value_discretization_interval=interval)
 
-    return float(
-        dp_accounting.calibrate_dp_mechanism(
-            make_accountant,
-            lambda z: subsampled_gaussian_event(z, q, n),
-            target,
-            d,
-            bracket_interval=dp_accounting.ExplicitBracketInterval(lower, upper),
-            tol=float(tolerance) * upper,
+    with _quiet_absl():
+        return float(
+            dp_accounting.calibrate_dp_mechanism(
+                make_accountant,
+                lambda z: subsampled_gaussian_event(z, q, n),
+                target,
+                d,
+                bracket_interval=dp_accounting.ExplicitBracketInterval(lower, upper),
+                tol=float(tolerance) * upper,
+            )
         )
-    )
 
 
 # ---------------------------------------------------------------------------- stateful accountant

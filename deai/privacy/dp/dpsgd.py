@@ -17,6 +17,8 @@ fixed-size batches the same accounting is the customary approximation, not a pro
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -160,3 +162,40 @@ def dp_sgd_noise(
     noise = party_normal(stream, ids, grad.shape[1]) * (z * clip / denom)[:, None]
     out_dtype = grad.dtype if np.issubdtype(grad.dtype, np.floating) else np.float64
     return (grad + noise).astype(out_dtype, copy=False)
+
+
+@dataclass(frozen=True)
+class ExampleLevelDPSGD:
+    """The gradient oracle of example-level DP-SGD (Abadi et al. 2016) for deai's batched trainer.
+
+    Plug it into :class:`deai.train.LocalSpec` as ``gradient_fn``: each step clips every example's
+    gradient to ``clip``, sums, adds ``N(0, (z clip)^2)`` and divides by the batch size ``B`` (the
+    expected batch size of the accountant's sampling rate ``B / n``). Mini-batches are drawn by
+    shuffling, while the accountant assumes Poisson sampling of examples — the same gap Opacus
+    documents for shuffled loaders; the reported epsilon is for Poisson sampling.
+    """
+
+    clip: float
+    noise_multiplier: float
+    batch_size: int
+
+    def __call__(
+        self,
+        model: Any,
+        W: np.ndarray,
+        X: np.ndarray,
+        y: np.ndarray,
+        mask: np.ndarray,
+        seed: int,
+        round_: int,
+        party_ids: np.ndarray,
+        step: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        denominator = np.full(W.shape[0], float(self.batch_size))
+        loss, grad, _ = per_example_clipped_mean_grad(
+            model, W, X, y, mask, self.clip, denominator=denominator
+        )
+        grad = dp_sgd_noise(
+            grad, self.noise_multiplier, self.clip, denominator, seed, round_, party_ids, step
+        )
+        return loss, grad.astype(np.float32, copy=False)

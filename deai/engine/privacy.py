@@ -1,0 +1,129 @@
+"""User-level DP-FedAvg in the round loop: clipping, noise, and the accountant's ledger of rounds.
+
+The mechanisms live in :mod:`deai.privacy.dp` and the arithmetic of epsilon in ``dp_accounting``;
+this module only decides, per config, which pieces run where (McMahan et al. 2018):
+
+* ``central`` — each party clips its update to C; the server sums, divides by the *expected*
+  number of parties ``qN`` and adds ``N(0, (zC/qN)^2)`` (optionally with adaptive clipping,
+  Andrew et al. 2021);
+* ``distributed`` — each party clips and adds its share ``N(0, (zC)^2 / qN)``, so the sum (for
+  example under secure aggregation) carries the noise and no one sees a noise-free update; when
+  only ``m`` parties report, the round's effective multiplier ``z sqrt(m/qN)`` is what is recorded.
+
+Party sampling is Poisson with rate ``q`` (``participation.fraction``, or 1). The run refuses to
+start when the planned rounds would exceed ``privacy.budget_epsilon``, and stops before a round
+that would exceed it (distributed mode, where the effective noise depends on who reports).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from deai.config import ConfigError, ExperimentConfig
+from deai.privacy.dp.accountant import (
+    BudgetExceededError,
+    PrivacyAccountant,
+    calibrate_noise_multiplier,
+    compute_epsilon,
+)
+from deai.privacy.dp.mechanisms import AdaptiveClipping, CentralGaussianNoise, DistributedGaussianNoise
+from deai.transforms import ClipByNorm, TransformContext, UpdateTransform
+
+
+class DPFedAvg:
+    """The privacy side of a run: client transforms, the noisy aggregate, and the accountant."""
+
+    def __init__(self, cfg: ExperimentConfig, num_parties: int) -> None:
+        pv = cfg.privacy
+        self.cfg = cfg
+        self.q = cfg.participation.fraction if cfg.participation.fraction is not None else 1.0
+        self.expected = self.q * num_parties
+        rounds = cfg.run.rounds
+        z = pv.noise_multiplier
+        if pv.target_epsilon is not None:
+            z = calibrate_noise_multiplier(pv.target_epsilon, self.q, rounds, pv.delta, pv.accountant)
+        self.noise_multiplier = z
+        self.clip_norm = pv.clip_norm
+        planned = compute_epsilon(z, self.q, rounds, pv.delta, pv.accountant)
+        if pv.budget_epsilon is not None and planned > pv.budget_epsilon * (1 + 1e-9):
+            raise ConfigError(
+                f"privacy.budget_epsilon={pv.budget_epsilon} (delta={pv.delta}) would be exceeded: "
+                f"{rounds} rounds at noise_multiplier={z:.4g} and sampling rate {self.q:.4g} spend "
+                f"epsilon={planned:.4g}; lower run.rounds, raise privacy.noise_multiplier, or set "
+                f"privacy.target_epsilon"
+            )
+        self.planned_epsilon = planned
+        self.accountant = PrivacyAccountant(pv.delta, pv.accountant, pv.budget_epsilon)
+        self.adaptive = (
+            AdaptiveClipping(
+                initial_clip_norm=pv.clip_norm,
+                noise_multiplier=z,
+                expected_parties=self.expected,
+                target_quantile=pv.target_quantile,
+                learning_rate=pv.clip_learning_rate,
+            )
+            if pv.adaptive_clipping
+            else None
+        )
+        self.adaptive_state = self.adaptive.init() if self.adaptive is not None else None
+        self.distributed = (
+            DistributedGaussianNoise(z, pv.clip_norm, max(1, int(round(self.expected))))
+            if pv.mode == "distributed"
+            else None
+        )
+
+    def client_transforms(self) -> list[UpdateTransform]:
+        """What every party applies to its own update before sending it."""
+        if self.adaptive is not None:
+            return []  # adaptive clipping clips with the current (server-tracked) norm itself
+        out: list[UpdateTransform] = [ClipByNorm(self.clip_norm)]
+        if self.distributed is not None:
+            out.append(self.distributed)
+        return out
+
+    def round_noise_multiplier(self, reported: int) -> float:
+        if self.distributed is not None:
+            return self.distributed.effective_noise_multiplier(reported)
+        return self.noise_multiplier
+
+    def check_budget(self, round_: int, reported: int) -> None:
+        """Raise BudgetExceededError before a round whose release would overshoot the budget."""
+        if self.cfg.privacy.budget_epsilon is not None:
+            self.accountant.check_budget(self.round_noise_multiplier(reported), self.q, round=round_)
+
+    def aggregate(
+        self, updates: np.ndarray, ctx: TransformContext, sum_aggregate: Any, agg_ctx: Any
+    ) -> np.ndarray:
+        """The DP-FedAvg average: fixed denominator ``qN``; noise added here in central mode."""
+        m = updates.shape[0]
+        if self.adaptive is not None:
+            aggregate, self.adaptive_state = self.adaptive(updates, self.adaptive_state, ctx)
+            return aggregate.astype(np.float32)
+        mean = sum_aggregate(updates, np.ones(m), agg_ctx)  # uniform: a party is one record
+        fixed = mean.astype(np.float64) * (m / self.expected)
+        if self.distributed is None:
+            fixed = CentralGaussianNoise(self.noise_multiplier, self.clip_norm, self.expected)(fixed, ctx)
+        return fixed.astype(np.float32)
+
+    def record(self, reported: int) -> dict[str, float]:
+        self.accountant.record(self.round_noise_multiplier(reported), self.q)
+        out = {"epsilon": self.accountant.epsilon(), "delta": self.cfg.privacy.delta}
+        if self.adaptive_state is not None:
+            out["clip_norm"] = float(self.adaptive_state["clip_norm"])
+        return out
+
+    def state(self) -> dict[str, np.ndarray]:
+        arrays = {f"dp_{k}": v for k, v in self.accountant.state().items()}
+        if self.adaptive_state is not None:
+            arrays.update({f"dpclip_{k}": np.asarray(v) for k, v in self.adaptive_state.items()})
+        return arrays
+
+    def load(self, arrays: dict[str, np.ndarray]) -> None:
+        self.accountant.load({k[3:]: v for k, v in arrays.items() if k.startswith("dp_")})
+        if self.adaptive is not None:
+            self.adaptive_state = {k[7:]: v for k, v in arrays.items() if k.startswith("dpclip_")}
+
+
+__all__ = ["BudgetExceededError", "DPFedAvg"]

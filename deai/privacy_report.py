@@ -1,0 +1,134 @@
+"""``deai privacy sweep``: the privacy–utility trade-off of one config, measured, in one report.
+
+The same seeded run is repeated at several noise multipliers (and once without DP); each run is
+audited with the membership-inference attacks of :mod:`deai.privacy.audit`, so a reader sees,
+side by side, the epsilon spent, the accuracy kept, and how much an attacker still learns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from deai.config import ConfigError, ExperimentConfig
+from deai.engine.api import as_config, run
+
+
+def sweep(
+    base: ExperimentConfig | str | Path,
+    noise_multipliers: Sequence[float],
+    out: Path,
+    *,
+    audit: bool = True,
+    on_run: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """One non-private run plus one DP run per noise multiplier, each audited; returns the table."""
+    base = as_config(base)
+    if any(not (z > 0 and math.isfinite(z)) for z in noise_multipliers):
+        raise ConfigError(f"--noise-multipliers must be positive numbers, got {list(noise_multipliers)}")
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"--out {out} is not empty; choose a new directory for the sweep")
+    mode = base.privacy.mode if base.privacy.mode != "none" else "central"
+    rows = []
+    for z in [None, *noise_multipliers]:
+        data = base.model_dump()
+        data["privacy"] = {
+            **data["privacy"],
+            "mode": "none" if z is None else mode,
+            "target_epsilon": None,
+            "budget_epsilon": None,
+            "noise_multiplier": z if z is not None else 1.0,
+        }
+        label = "non-private" if z is None else f"z={z:g}"
+        if on_run:
+            on_run(label)
+        cfg = ExperimentConfig.model_validate(data)
+        run_dir = out / label.replace("=", "_")
+        result = run(cfg, out=run_dir)
+        row: dict[str, Any] = {
+            "run": label,
+            "noise_multiplier": z,
+            "epsilon": math.inf if z is None else result.history[-1].get("epsilon"),
+            "delta": base.privacy.delta,
+            "accuracy": result.final_accuracy,
+            "run_dir": str(run_dir),
+        }
+        if audit:
+            from deai.privacy.audit.report import audit_run
+
+            report = audit_run(run_dir)
+            row.update(
+                mia_loss_auc=report["mia_loss_auc"],
+                mia_shadow_auc=report["mia_shadow_auc"],
+                mia_advantage=report["mia_advantage"],
+            )
+        rows.append(row)
+    table = {"mode": mode, "rows": rows}
+    _write(table, out)
+    return table
+
+
+def _write(table: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "privacy_utility.json").write_text(json.dumps(table, indent=2))
+    lines = [
+        f"DP-FedAvg ({table['mode']} noise): accuracy and membership-inference AUC against epsilon",
+        "",
+        "| run | noise multiplier | epsilon | accuracy | MIA AUC (loss) | MIA AUC (shadow) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in table["rows"]:
+        eps = "∞" if r["epsilon"] == math.inf else f"{r['epsilon']:.3g}"
+        z = "—" if r["noise_multiplier"] is None else f"{r['noise_multiplier']:g}"
+        lines.append(
+            f"| {r['run']} | {z} | {eps} | {100 * r['accuracy']:.2f}% | {_f(r.get('mia_loss_auc'))} "
+            f"| {_f(r.get('mia_shadow_auc'))} |"
+        )
+    (out / "privacy_utility.md").write_text("\n".join(lines) + "\n")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    private = [r for r in table["rows"] if r["noise_multiplier"] is not None]
+    baseline = next(r for r in table["rows"] if r["noise_multiplier"] is None)
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    eps = [r["epsilon"] for r in private]
+    ax.plot(eps, [100 * r["accuracy"] for r in private], "o-", label="accuracy (DP)")
+    ax.axhline(100 * baseline["accuracy"], ls="--", color="gray", label="accuracy (no DP)")
+    ax.set(
+        xscale="log",
+        xlabel="epsilon (log scale)",
+        ylabel="test accuracy (%)",
+        title="Privacy–utility trade-off",
+    )
+    if "mia_loss_auc" in baseline:
+        ax2 = ax.twinx()
+        ax2.plot(eps, [r["mia_loss_auc"] for r in private], "s:", color="tab:red", label="MIA AUC (DP)")
+        ax2.axhline(baseline["mia_loss_auc"], ls=":", color="tab:red", alpha=0.5)
+        ax2.set_ylabel("membership-inference AUC", color="tab:red")
+    ax.legend(loc="lower right")
+    fig.savefig(out / "privacy_utility.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+    img = (out / "privacy_utility.png").read_bytes()
+    import base64
+    import html
+
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Privacy–utility report</title></head>"
+        "<body style='font-family:system-ui;max-width:900px;margin:2em auto'>"
+        "<h1>Privacy–utility report</h1>"
+        "<img alt='accuracy and MIA AUC against epsilon' "
+        f"src='data:image/png;base64,{base64.b64encode(img).decode()}'>"
+        f"<pre>{html.escape((out / 'privacy_utility.md').read_text())}</pre></body></html>"
+    )
+    (out / "report.html").write_text(page)
+
+
+def _f(v: float | None) -> str:
+    return "—" if v is None else f"{v:.3f}"
