@@ -131,8 +131,30 @@ def build_apps(a: argparse.Namespace, box: dict) -> tuple[Any, Any]:
             initial_parameters=ndarrays_to_parameters([np.zeros(params, np.float32)]),
         )
         legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=a.rounds), strategy=strategy)
+        stage_s: list[dict[str, float]] = []
+
+        class TimedSecAggPlus(SecAggPlusWorkflow):
+            """Times each of the four protocol stages (server-side wall, clients' replies included)."""
+
+            def __call__(self, grid: Grid, context: Context) -> None:
+                stage_s.append({})
+                super().__call__(grid, context)
+
+            def __getattribute__(self, name: str) -> Any:
+                attr = super().__getattribute__(name)
+                if not name.endswith("_stage"):
+                    return attr
+
+                def timed(*args: Any) -> Any:
+                    t0 = time.perf_counter()
+                    ok = attr(*args)
+                    stage_s[-1][name.removesuffix("_stage")] = time.perf_counter() - t0
+                    return ok
+
+                return timed
+
         if a.mode == "secagg":
-            inner: Any = SecAggPlusWorkflow(
+            inner: Any = TimedSecAggPlus(
                 num_shares=a.num_shares,
                 reconstruction_threshold=a.threshold,
                 max_weight=1.0,
@@ -158,6 +180,7 @@ def build_apps(a: argparse.Namespace, box: dict) -> tuple[Any, Any]:
         workflow(grid, legacy)
         box["rounds_wall_s"] = time.perf_counter() - t0
         box["round_s"] = round_s
+        box["stage_s"] = stage_s
         box["bytes"] = counter
         box["arrays"] = legacy.state.array_records[MAIN_PARAMS_RECORD].to_numpy_ndarrays()
 
@@ -209,6 +232,7 @@ def run(a: argparse.Namespace) -> dict:
             "clipping_range": CLIP,
             "quantization_range": QUANTIZATION_RANGE,
             "modulus_range": MODULUS_RANGE,
+            "stage_s": box["stage_s"],
         }
     return out
 
@@ -220,15 +244,17 @@ def suite(a: argparse.Namespace) -> None:
 
     cases = CASES if not a.parties else [(a.parties, a.params)]
     for parties, params in cases:
-        for mode in ("plain", "secagg"):
+        for mode in a.modes.split(","):
             cmd = [sys.executable, __file__, "--parties", str(parties), "--params", str(params)]
             cmd += ["--mode", mode, "--rounds", str(a.rounds), "--seed", str(a.seed)]
             if mode == "secagg" and a.num_shares is not None:
                 cmd += ["--num-shares", str(a.num_shares)]
             res = run_measured(cmd, timeout=a.timeout)
             sys.stderr.write(res["stderr"][-3000:])
-            line = res["stdout"].strip().splitlines()[-1:] or ["{}"]
-            row = json.loads(line[0]) if res["returncode"] == 0 else {"parties": parties, "params": params}
+            lines = res["stdout"].strip().splitlines()
+            row = {"parties": parties, "params": params}
+            if lines and not res["timed_out"] and res["returncode"] == 0:
+                row = json.loads(lines[-1])
             row |= {
                 "mode": mode,
                 "process_wall_s": res["wall_s"],
@@ -251,6 +277,7 @@ def main() -> None:
     ap.add_argument("--cpus-per-client", type=float, default=1.0)
     ap.add_argument("--suite", action="store_true", help="run every case and mode as subprocesses")
     ap.add_argument("--timeout", type=float, default=1800.0, help="per subprocess in --suite")
+    ap.add_argument("--modes", default="plain,secagg", help="modes to run in --suite")
     a = ap.parse_args()
     if a.suite:
         suite(a)

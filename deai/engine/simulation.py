@@ -165,8 +165,8 @@ class Simulation:
             self._backend.close()
             self._backend = None
 
-    def run_round(self) -> dict[str, Any]:
-        """Advance one round and return its metrics line."""
+    def run_round(self) -> dict[str, Any] | None:
+        """Advance one round and return its metrics line (None: the privacy budget ended the run)."""
         t0 = time.perf_counter()
         cfg, st, strat = self.cfg, self.state, self.strategy
         r = st.round + 1
@@ -239,6 +239,8 @@ class Simulation:
                     ctx.signals["server_update"] = self._root_update(r)
                 if self.dp is None:
                     update = strat.aggregator(deltas_k, weights_k, ctx)
+                elif not self._privacy_allows_release(r, len(ids_k)):
+                    return None  # nothing released, the round does not count
                 else:
                     tctx = TransformContext(cfg.run.seed, r, ids_k)
                     update = self.dp.aggregate(deltas_k, tctx, strat.aggregator, ctx)
@@ -266,6 +268,8 @@ class Simulation:
                 if self.dp is not None and not self._privacy_allows_next_round():
                     break
                 m = self.run_round()
+                if m is None:
+                    break
                 if on_round is not None:
                     on_round(m)
         finally:
@@ -299,11 +303,15 @@ class Simulation:
         return worst
 
     def _privacy_allows_next_round(self) -> bool:
-        """False (and ``self.stopped`` says why) when the next round would exceed the privacy budget."""
+        """False when even the expected number of parties would overshoot the budget (saves the training)."""
+        return self._privacy_allows_release(self.state.round + 1, int(round(self.dp.expected)))
+
+    def _privacy_allows_release(self, round_: int, reported: int) -> bool:
+        """False (and ``self.stopped`` says why) when releasing this round would exceed the privacy budget."""
         from deai.engine.privacy import BudgetExceededError
 
         try:
-            self.dp.check_budget(self.state.round + 1, int(round(self.dp.expected)))
+            self.dp.check_budget(round_, reported)
         except BudgetExceededError as err:
             self.stopped = str(err)
             return False
