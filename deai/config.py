@@ -91,9 +91,9 @@ class StrategySection(_Strict):
     @field_validator("aggregator")
     @classmethod
     def _known_aggregator(cls, v: str | None) -> str | None:
-        from deai.aggregate import AGGREGATORS
+        from deai.aggregate import AGGREGATORS, PRIVATE
 
-        allowed = [*AGGREGATORS, "secagg"]
+        allowed = [*AGGREGATORS, *PRIVATE]
         if v is not None and v not in allowed:
             raise ValueError(f"unknown aggregator {v!r}; allowed: {', '.join(allowed)}")
         return v
@@ -215,7 +215,12 @@ class ExperimentConfig(_Strict):
                     "privacy accounting assumes Poisson party sampling: set participation.poisson = true "
                     "with participation.fraction (or sample every party every round)"
                 )
-            if self.strategy.aggregator not in (None, "mean", "secagg") or self.strategy.algorithm not in (
+            if self.strategy.aggregator not in (
+                None,
+                "mean",
+                "secagg",
+                "he_ckks",
+            ) or self.strategy.algorithm not in (
                 "fedavg",
                 "fedprox",
                 "fedadam",
@@ -223,7 +228,7 @@ class ExperimentConfig(_Strict):
                 "fedadagrad",
             ):
                 raise ValueError(
-                    "privacy.mode needs a sum-based aggregation (strategy.aggregator 'mean' or 'secagg') "
+                    "privacy.mode needs a sum-based aggregation (strategy.aggregator mean, secagg or he_ckks) "
                     "and an algorithm whose server step only sees the noisy average "
                     "(fedavg, fedprox, fedadam, fedyogi or fedadagrad)"
                 )

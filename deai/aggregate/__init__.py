@@ -11,6 +11,7 @@ from deai.aggregate.mean import WeightedMean
 from deai.aggregate.robust import RULES
 
 AGGREGATORS: dict[str, type] = {"mean": WeightedMean, "fednova": FedNova, **RULES}
+PRIVATE = ("secagg", "he_ckks")  # sum-only aggregators that never see an individual update
 
 
 def make_aggregator(name: str, options: dict[str, Any] | None = None, *, num_parties: int) -> Aggregator:
@@ -25,14 +26,22 @@ def make_aggregator(name: str, options: dict[str, Any] | None = None, *, num_par
         from deai.privacy.secagg import SecureAggregator
 
         cls: type = SecureAggregator
+    elif name == "he_ckks":
+        from deai.privacy.he import HEAggregator
+
+        cls = HEAggregator
     elif name in AGGREGATORS:
         cls = AGGREGATORS[name]
     else:
-        raise ValueError(f"unknown aggregator {name!r}; choose one of: {', '.join([*AGGREGATORS, 'secagg'])}")
-    params = inspect.signature(cls.__init__).parameters
+        raise ValueError(f"unknown aggregator {name!r}; choose one of: {', '.join([*AGGREGATORS, *PRIVATE])}")
+    params = {
+        name: p
+        for name, p in inspect.signature(cls.__init__).parameters.items()
+        if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
     if "num_parties" in params and "num_parties" not in options:
         options["num_parties"] = num_parties
-    allowed = [p for p in params if p != "self"]
+    allowed = list(params)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(
@@ -42,4 +51,12 @@ def make_aggregator(name: str, options: dict[str, Any] | None = None, *, num_par
     return cls(**options)
 
 
-__all__ = ["AGGREGATORS", "AggregationContext", "Aggregator", "FedNova", "WeightedMean", "make_aggregator"]
+__all__ = [
+    "AGGREGATORS",
+    "PRIVATE",
+    "AggregationContext",
+    "Aggregator",
+    "FedNova",
+    "WeightedMean",
+    "make_aggregator",
+]

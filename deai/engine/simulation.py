@@ -368,7 +368,13 @@ class Simulation:
         weight_keys = [k for k in ctx.signals if k.endswith("_weight")]
         if weight_keys:
             share = np.asarray(ctx.signals[weight_keys[0]], dtype=np.float64)
-        elif getattr(self.strategy.aggregator, "name", "") in ("mean", "fednova", "norm_bound", "secagg"):
+        elif getattr(self.strategy.aggregator, "name", "") in (
+            "mean",
+            "fednova",
+            "norm_bound",
+            "secagg",
+            "he_ckks",
+        ):
             share = weights / weights.sum()
         else:
             share = None  # order-statistic rules have no per-party weight

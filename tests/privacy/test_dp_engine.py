@@ -179,3 +179,25 @@ def test_example_level_dp_sgd_reports_epsilon_and_still_learns():
 def test_privacy_with_a_robust_aggregator_is_refused():
     with pytest.raises(ConfigError, match="sum-based aggregation"):
         run(make_config(strategy={"aggregator": "median"}, privacy={"mode": "central"}), write=False)
+
+
+@pytest.mark.parametrize("aggregator,options", [("secagg", {"clip": 1.0}), ("he_ckks", {})])
+def test_distributed_dp_under_private_aggregation_matches_plain_sum(aggregator, options):
+    """The aggregator sees only the sum; the result equals the plain-mean run up to encoding precision."""
+    base = make_config(
+        run={"rounds": 3},
+        data={"num_parties": 12},
+        privacy={"mode": "distributed", "noise_multiplier": 0.5, "clip_norm": 1.0},
+    )
+    plain = run(base, write=False)
+    private = run(
+        make_config(
+            **{
+                **base,
+                "strategy": {**base["strategy"], "aggregator": aggregator, "aggregator_options": options},
+            }
+        ),
+        write=False,
+    )
+    np.testing.assert_allclose(private.params, plain.params, atol=1e-4)
+    assert private.history[-1]["epsilon"] == plain.history[-1]["epsilon"]
