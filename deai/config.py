@@ -228,7 +228,7 @@ class ExperimentConfig(_Strict):
                 "fedadagrad",
             ):
                 raise ValueError(
-                    "privacy.mode needs a sum-based aggregation (strategy.aggregator mean, secagg or he_ckks) "
+                    "privacy.mode needs a sum-based strategy.aggregator (mean, secagg or he_ckks) "
                     "and an algorithm whose server step only sees the noisy average "
                     "(fedavg, fedprox, fedadam, fedyogi or fedadagrad)"
                 )

@@ -177,7 +177,7 @@ def test_example_level_dp_sgd_reports_epsilon_and_still_learns():
 
 
 def test_privacy_with_a_robust_aggregator_is_refused():
-    with pytest.raises(ConfigError, match="sum-based aggregation"):
+    with pytest.raises(ConfigError, match="sum-based strategy.aggregator"):
         run(make_config(strategy={"aggregator": "median"}, privacy={"mode": "central"}), write=False)
 
 
