@@ -70,6 +70,7 @@ def write_report(
     runs: Sequence[tuple[str, list[dict[str, Any]]]],
     config_text: str = "",
     notes: str = "",
+    sections: Sequence[tuple[str, str, list[dict[str, Any]]]] = (),
 ) -> Path:
     """Write the page and return its path."""
     img = curves_png(runs)
@@ -78,6 +79,7 @@ def write_report(
 <h1>{html.escape(title)}</h1>
 <p>{html.escape(notes)}</p>
 <h2>Summary</h2>{_table(summary_rows)}
+{"".join(f"<h2>{html.escape(t)}</h2><p>{html.escape(txt)}</p>{_table(rows)}" for t, txt, rows in sections)}
 <h2>Learning curves</h2><img alt="accuracy and loss per round" src="data:image/png;base64,{img}">
 <h2>Per-round metrics</h2>
 {"".join(f"<h3>{html.escape(label)}</h3>" + _table(_round_rows(h)) for label, h in runs)}
