@@ -36,6 +36,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	bash benchmarks/setup_flower.sh
 	$(PY) benchmarks/bench_vs_flower.py
+	$(PY) benchmarks/bench_aggregators_vs_flower.py
+	$(PY) benchmarks/bench_secagg_vs_flower.py
+	$(PY) benchmarks/bench_he.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
