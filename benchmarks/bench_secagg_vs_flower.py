@@ -74,15 +74,15 @@ def main() -> None:
     ]
     for r in rows:
         d, fs, fp = r["deai"], r["flower_secagg"], r["flower_plain"]
-        f_s = fs.get("round2_s")
+        f_s, f_p = fs.get("round2_s"), fp.get("round2_s")
+        flower_secagg = f"{f_s:.2f}" if f_s else fs.get("error", "—")
+        flower_plain = f"{f_p:.2f}" if f_p else fp.get("error", "—")
+        speedup = f"{f_s / d['secagg_wall_s']:.1f}×" if f_s else "—"
+        up = fs.get("bytes_up_per_client_round1")
         lines.append(
             f"| {r['parties']:,} × {r['params']:,} | {d['secagg_wall_s']:.2f} | {d['time_ratio']:,.0f}× "
-            f"| {d['secagg_bytes_per_party']:,.0f} "
-            f"| {f'{f_s:.2f}' if f_s else fs.get('error', '—')} "
-            f"| {fp['round2_s']:.2f} | {fs.get('bytes_up_per_client_round1', float('nan')):,.0f} "
-            f"| {f'{f_s / d['secagg_wall_s']:.1f}×' if f_s else '—'} |"
-            if "round2_s" in fp
-            else f"| {r['parties']:,} × {r['params']:,} | {d['secagg_wall_s']:.2f} | — | — | — | — | — | — |"
+            f"| {d['secagg_bytes_per_party']:,.0f} | {flower_secagg} | {flower_plain} "
+            f"| {'—' if up is None else f'{up:,.0f}'} | {speedup} |"
         )
     table = "\n".join(lines)
     out = HERE / "results"

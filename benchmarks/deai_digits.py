@@ -29,19 +29,33 @@ def federation(parties: int, seed: int, replicate: int) -> FederatedData:
     offsets = np.concatenate([[0], np.cumsum([len(y) for y in y_parts])]).astype(np.int64)
     empty_x = np.zeros((0, x_eval.shape[1]), np.float32)
     return FederatedData(
-        x_train=np.concatenate(x_parts), y_train=np.concatenate(y_parts), train_offsets=offsets,
-        x_test=empty_x, y_test=np.zeros(0, np.int64), test_offsets=np.zeros(parties + 1, np.int64),
-        num_classes=10, image_shape=(1, 8, 8), party_names=tuple(f"party-{i}" for i in range(parties)),
-        x_official_test=x_eval, y_official_test=y_eval,
+        x_train=np.concatenate(x_parts),
+        y_train=np.concatenate(y_parts),
+        train_offsets=offsets,
+        x_test=empty_x,
+        y_test=np.zeros(0, np.int64),
+        test_offsets=np.zeros(parties + 1, np.int64),
+        num_classes=10,
+        image_shape=(1, 8, 8),
+        party_names=tuple(f"party-{i}" for i in range(parties)),
+        x_official_test=x_eval,
+        y_official_test=y_eval,
     )
 
 
 def run(parties: int, rounds: int, seed: int, replicate: int, backend: str) -> dict:
-    cfg = parse_config({
-        "run": {"rounds": rounds, "seed": seed, "backend": backend, "workers": 2, "eval_every": rounds},
-        "data": {"dataset": "digits", "num_parties": parties},
-        "strategy": {"algorithm": "fedavg", "lr": LR, "batch_size": BATCH_SIZE, "local_epochs": LOCAL_EPOCHS},
-    })
+    cfg = parse_config(
+        {
+            "run": {"rounds": rounds, "seed": seed, "backend": backend, "workers": 2, "eval_every": rounds},
+            "data": {"dataset": "digits", "num_parties": parties},
+            "strategy": {
+                "algorithm": "fedavg",
+                "lr": LR,
+                "batch_size": BATCH_SIZE,
+                "local_epochs": LOCAL_EPOCHS,
+            },
+        }
+    )
     fed = federation(parties, seed, replicate)
     t0 = time.perf_counter()
     sim = Simulation(cfg, fed, build_model(cfg, fed))
