@@ -11,9 +11,25 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 err_console = Console(stderr=True, soft_wrap=True)
 
 
-def round_progress(total: int, label: str) -> tuple[Progress, Callable[[dict[str, Any]], None]]:
+class LazyProgress(Progress):
+    """A Progress that appears at its first update, so a run that fails validation prints only the error."""
+
+    def __enter__(self) -> LazyProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live.is_started:
+            self.stop()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        if not self.live.is_started:
+            self.start()
+        super().update(*args, **kwargs)
+
+
+def round_progress(total: int, label: str) -> tuple[LazyProgress, Callable[[dict[str, Any]], None]]:
     """A progress bar and the ``on_round`` callback that advances it (use the bar as a context manager)."""
-    progress = Progress(
+    progress = LazyProgress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),

@@ -32,3 +32,21 @@ def test_ray_backend_agrees_with_vectorized():
     pytest.importorskip("ray", reason="the ray extra is not installed")
     a, b = _run("vectorized"), _run("ray")
     np.testing.assert_allclose(a.params, b.params, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_secure_aggregation_gives_the_same_model_on_the_process_backend():
+    cfg = make_config(**CFG)
+    cfg["strategy"] = {
+        **cfg["strategy"],
+        "algorithm": "fedavg",
+        "aggregator": "secagg",
+        "aggregator_options": {"clip": 2.0},
+    }
+    vec = run(cfg, write=False)
+    cfg["run"] = {**cfg["run"], "backend": "processes", "workers": 2}
+    proc = run(cfg, write=False)
+    np.testing.assert_allclose(vec.params, proc.params, atol=1e-6)
+    plain = make_config(**CFG)
+    plain["strategy"] = {**plain["strategy"], "algorithm": "fedavg"}
+    np.testing.assert_allclose(vec.params, run(plain, write=False).params, atol=1e-4)
