@@ -173,7 +173,12 @@ def build_apps(a: argparse.Namespace, box: dict) -> tuple[Any, Any]:
             inner(grid, ctx)
             round_s.append(time.perf_counter() - t0)
             counter.enabled = False
-            print(f"[flower_secagg] round {len(round_s)}: {round_s[-1]:.2f} s", file=sys.stderr, flush=True)
+            stages = json.dumps(stage_s[-1]) if stage_s else "{}"
+            print(
+                f"[flower_secagg] round {len(round_s)}: {round_s[-1]:.2f} s {stages}",
+                file=sys.stderr,
+                flush=True,
+            )
 
         workflow = DefaultWorkflow(fit_workflow=timed_fit, evaluate_workflow=lambda grid, ctx: None)
         t0 = time.perf_counter()
@@ -255,6 +260,12 @@ def suite(a: argparse.Namespace) -> None:
             row = {"parties": parties, "params": params}
             if lines and not res["timed_out"] and res["returncode"] == 0:
                 row = json.loads(lines[-1])
+            else:  # keep the rounds that finished before the timeout
+                row["rounds_done"] = [
+                    line.split("] ", 1)[1]
+                    for line in res["stderr"].splitlines()
+                    if "[flower_secagg] round" in line
+                ]
             row |= {
                 "mode": mode,
                 "process_wall_s": res["wall_s"],

@@ -188,6 +188,9 @@ class PrivacySection(_Strict):
         None, ge=0, description="example-level DP-SGD inside each party (per-example clipping + noise)"
     )
     example_clip_norm: float = Field(1.0, gt=0)
+    example_dp_engine: Literal["vectorized", "opacus"] = Field(
+        "vectorized", description="per-example clipping in deai's batched trainer, or Opacus per party (cnn)"
+    )
 
 
 class ExperimentConfig(_Strict):
@@ -234,6 +237,13 @@ class ExperimentConfig(_Strict):
                 )
             if pv.adaptive_clipping and pv.mode != "central":
                 raise ValueError("privacy.adaptive_clipping is implemented for mode 'central' only")
+        if pv.example_dp_engine == "opacus" and (
+            pv.example_noise_multiplier is None or self.model.kind != "cnn"
+        ):
+            raise ValueError(
+                "privacy.example_dp_engine 'opacus' needs privacy.example_noise_multiplier "
+                "and model.kind 'cnn'"
+            )
         if part.poisson and part.fraction is None:
             raise ValueError("participation.poisson needs participation.fraction")
         if self.attack.kind != "none" and self.attack.fraction == 0:

@@ -71,7 +71,7 @@ class Simulation:
     def __init__(self, cfg: ExperimentConfig, fed: FederatedData, model: Model) -> None:
         self.cfg, self.fed, self.model = cfg, fed, model
         gradient_fn = None
-        if cfg.privacy.example_noise_multiplier is not None:
+        if cfg.privacy.example_noise_multiplier is not None and cfg.privacy.example_dp_engine == "vectorized":
             from deai.privacy.dp.dpsgd import ExampleLevelDPSGD
 
             gradient_fn = ExampleLevelDPSGD(
@@ -155,6 +155,19 @@ class Simulation:
     def backend(self) -> Backend:
         if self._backend is None:
             f = self.train_fed
+            pv = self.cfg.privacy
+            if pv.example_dp_engine == "opacus":
+                from deai.engine.opacus_backend import OpacusBackend
+
+                self._backend = OpacusBackend(
+                    self.model,
+                    f.x_train,
+                    f.y_train,
+                    f.train_offsets,
+                    pv.example_noise_multiplier,
+                    pv.example_clip_norm,
+                )
+                return self._backend
             self._backend = make_backend(
                 self.cfg.run.backend, self.model, f.x_train, f.y_train, f.train_offsets, self.cfg.run.workers
             )
@@ -212,19 +225,7 @@ class Simulation:
             weights = self.fed.train_sizes[ids].astype(np.float64)
             malicious = self.malicious[ids]
             if self.attack is not None and malicious.any():
-                deltas = self.attack.craft(
-                    deltas,
-                    AttackContext(
-                        seed=cfg.run.seed,
-                        round=r,
-                        party_ids=ids,
-                        malicious=malicious,
-                        global_params=st.params,
-                        weights=weights,
-                        num_classes=self.fed.num_classes,
-                        image_shape=self.fed.image_shape,
-                    ),
-                )
+                deltas = self.attack.craft(deltas, self._attack_context(r, ids, malicious, weights))
             check = validate_updates(
                 deltas, ids, np.full(len(ids), r), r, max_norm=cfg.validation.max_update_norm
             )
@@ -247,7 +248,8 @@ class Simulation:
                     metrics.update(self.dp.record(len(ids_k)))
                 st.params, st.server_state = strat.server_opt.step(st.params, update, st.server_state)
                 metrics.update(self._signals(ids_k, deltas_k, weights_k, malicious[keep], update, ctx))
-            metrics["train_loss"] = float(np.average(res.train_loss, weights=weights))
+            if np.isfinite(res.train_loss).all():  # Opacus' trainer reports no loss
+                metrics["train_loss"] = float(np.average(res.train_loss, weights=weights))
             metrics["update_norm_mean"] = float(np.linalg.norm(res.deltas, axis=1).mean())
             metrics["mean_local_steps"] = float(res.steps.mean())
         if not np.all(np.isfinite(st.params)):
@@ -318,6 +320,20 @@ class Simulation:
         return True
 
     # -- attacks, defences and their signals ----------------------------------------------
+    def _attack_context(
+        self, round_: int, ids: np.ndarray, malicious: np.ndarray, weights: np.ndarray
+    ) -> AttackContext:
+        return AttackContext(
+            seed=self.cfg.run.seed,
+            round=round_,
+            party_ids=ids,
+            malicious=malicious,
+            global_params=self.state.params,
+            weights=weights,
+            num_classes=self.fed.num_classes,
+            image_shape=self.fed.image_shape,
+        )
+
     def _poisoned(self, fed: FederatedData) -> FederatedData:
         """A copy of the federation whose malicious parties' training rows went through ``poison_data``."""
         x, y = fed.x_train.copy(), fed.y_train.copy()

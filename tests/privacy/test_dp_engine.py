@@ -201,3 +201,26 @@ def test_distributed_dp_under_private_aggregation_matches_plain_sum(aggregator, 
     )
     np.testing.assert_allclose(private.params, plain.params, atol=1e-4)
     assert private.history[-1]["epsilon"] == plain.history[-1]["epsilon"]
+
+
+@pytest.mark.slow
+def test_opacus_engine_trains_a_cnn_with_dp_sgd_and_reports_epsilon():
+    pytest.importorskip("opacus")
+    cfg = make_config(
+        run={"rounds": 3},
+        data={"num_parties": 4, "max_examples": 400},
+        model={"kind": "cnn"},
+        strategy={"lr": 0.1, "local_epochs": 2},
+        privacy={"example_noise_multiplier": 0.8, "example_clip_norm": 1.0, "example_dp_engine": "opacus"},
+    )
+    r = run(cfg, write=False)
+    assert r.rounds == 3 and np.isfinite(r.params).all()
+    assert 0 < r.summary()["privacy"]["example_epsilon"] < math.inf
+    assert r.history[-1]["mean_local_steps"] > 0
+
+
+def test_opacus_engine_needs_a_torch_model():
+    with pytest.raises(ConfigError, match="example_dp_engine 'opacus'"):
+        run(
+            make_config(privacy={"example_noise_multiplier": 1.0, "example_dp_engine": "opacus"}), write=False
+        )
