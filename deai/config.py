@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -123,7 +123,8 @@ class ParticipationSection(_Strict):
         return self
 
 
-ATTACK_NAMES = (
+AttackKind = Literal[
+    "none",
     "sign_flip",
     "gaussian",
     "alie",
@@ -134,25 +135,14 @@ ATTACK_NAMES = (
     "backdoor",
     "free_rider",
     "sybil",
-)
+]
+ATTACK_NAMES: tuple[str, ...] = get_args(AttackKind)[1:]
 
 
 class AttackSection(_Strict):
     """Simulated malicious parties, for evaluating defences (deai.attacks)."""
 
-    kind: Literal[
-        "none",
-        "sign_flip",
-        "gaussian",
-        "alie",
-        "ipm",
-        "min_max",
-        "min_sum",
-        "label_flip",
-        "backdoor",
-        "free_rider",
-        "sybil",
-    ] = "none"
+    kind: AttackKind = "none"
     fraction: float = Field(0.0, ge=0, lt=1, description="share of parties the attacker controls")
     options: dict[str, Any] = Field(default_factory=dict, description="keyword options of the attack")
 

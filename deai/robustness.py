@@ -16,23 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from deai.aggregate import AGGREGATORS
 from deai.config import ATTACK_NAMES, ConfigError, ExperimentConfig
 from deai.engine.api import as_config, build_data, build_model, run
 
-DEFENCES = (
-    "mean",
-    "median",
-    "trimmed_mean",
-    "krum",
-    "multi_krum",
-    "bulyan",
-    "geometric_median",
-    "centered_clipping",
-    "norm_bound",
-    "fltrust",
-    "foolsgold",
-    "reputation",
-)
+# every aggregation rule that sees individual updates, FedNova's normalization aside
+DEFENCES: tuple[str, ...] = tuple(name for name in AGGREGATORS if name != "fednova")
 
 
 def defence_options(defence: str, num_byzantine: int, byzantine_fraction: float, typical_norm: float) -> dict:
