@@ -111,7 +111,10 @@ def _write(table: dict[str, Any], out: Path) -> None:
         ax2.plot(eps, [r["mia_loss_auc"] for r in private], "s:", color="tab:red", label="MIA AUC (DP)")
         ax2.axhline(baseline["mia_loss_auc"], ls=":", color="tab:red", alpha=0.5)
         ax2.set_ylabel("membership-inference AUC", color="tab:red")
-    ax.legend(loc="lower right")
+        handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+        ax.legend(handles=handles, loc="lower right")
+    else:
+        ax.legend(loc="lower right")
     fig.savefig(out / "privacy_utility.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
 
