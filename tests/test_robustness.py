@@ -142,3 +142,21 @@ def test_unknown_attack_name_is_a_clear_error(tmp_path):
     )
     assert r.returncode == 2 and "sign_flop" in r.stderr and "sign_flip" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("defence", ["foolsgold", "reputation", "centered_clipping"])
+def test_stateful_defences_resume_to_the_same_model(tmp_path, defence):
+    import shutil
+
+    from deai.engine.api import resume
+
+    cfg = _cfg("sybil", defence, rounds=6)
+    cfg["run"]["checkpoint_every"] = 3
+    if defence == "centered_clipping":
+        cfg["strategy"]["aggregator_options"] = {"clip_radius": 1.0}
+    full = run(cfg, out=tmp_path / "full")
+    crashed = tmp_path / "crashed"
+    shutil.copytree(tmp_path / "full", crashed)
+    shutil.copy(crashed / "checkpoints" / "round-00003.npz", crashed / "checkpoints" / "latest.npz")
+    (crashed / "final.npz").unlink()
+    assert resume(crashed).model_hash == full.model_hash
