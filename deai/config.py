@@ -234,6 +234,17 @@ class ExperimentConfig(_Strict):
                 "privacy.example_dp_engine 'opacus' needs privacy.example_noise_multiplier "
                 "and model.kind 'cnn'"
             )
+        if self.strategy.personalization_epochs > 0 and self.data.test_fraction == 0:
+            raise ValueError(
+                "strategy.personalization_epochs needs parties' own test rows: data.test_fraction > 0"
+            )
+        if pv.mode == "distributed":
+            expected = (part.fraction or 1.0) * self.data.num_parties
+            if expected < 10:
+                raise ValueError(
+                    f"privacy.mode 'distributed' needs at least 10 parties per round on average to carry the "
+                    f"noise shares (participation.fraction x data.num_parties = {expected:g})"
+                )
         if part.poisson and part.fraction is None:
             raise ValueError("participation.poisson needs participation.fraction")
         if self.attack.kind != "none" and self.attack.fraction == 0:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from deai.config import ConfigError, ExperimentConfig
+from deai.config import ConfigError, ExperimentConfig, parse_config
 from deai.engine.api import as_config, run
 
 
@@ -32,7 +32,7 @@ def sweep(
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out {out} is not empty; choose a new directory for the sweep")
     mode = base.privacy.mode if base.privacy.mode != "none" else "central"
-    rows = []
+    variants = []
     for z in [None, *noise_multipliers]:
         data = base.model_dump()
         data["privacy"] = {
@@ -43,15 +43,17 @@ def sweep(
             "noise_multiplier": z if z is not None else 1.0,
         }
         label = "non-private" if z is None else f"z={z:g}"
+        variants.append((z, label, parse_config(data, source=f"sweep variant {label}")))  # all checked first
+    rows = []
+    for z, label, cfg in variants:
         if on_run:
             on_run(label)
-        cfg = ExperimentConfig.model_validate(data)
         run_dir = out / label.replace("=", "_")
         result = run(cfg, out=run_dir)
         row: dict[str, Any] = {
             "run": label,
             "noise_multiplier": z,
-            "epsilon": math.inf if z is None else result.history[-1].get("epsilon"),
+            "epsilon": math.inf if z is None else (result.privacy or {}).get("epsilon", math.nan),
             "delta": base.privacy.delta,
             "accuracy": result.final_accuracy,
             "run_dir": str(run_dir),

@@ -9,7 +9,6 @@ that reached malicious parties (rules that weight parties; order-statistic rules
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from deai.aggregate import AGGREGATORS
+from deai.attacks import choose_malicious
 from deai.config import ATTACK_NAMES, ConfigError, ExperimentConfig
 from deai.engine.api import as_config, build_data, build_model, run
 
@@ -103,7 +103,9 @@ def evaluate_matrix(
     if not 0 < byzantine_fraction < 0.5:
         raise ConfigError(f"--byzantine-fraction must be in (0, 0.5), got {byzantine_fraction}")
     n = base.data.num_parties
-    f = math.floor(byzantine_fraction * n + 0.5)
+    f = int(choose_malicious(n, byzantine_fraction, base.run.seed).sum())  # exactly who the runs attack with
+    if f == 0:
+        raise ConfigError(f"--byzantine-fraction {byzantine_fraction} of {n} parties selects no attacker")
 
     clean = run(_variant(base, "none", 0.0, "mean", {}), write=False)
     norms = [m["update_norm_mean"] for m in clean.history if "update_norm_mean" in m]

@@ -36,6 +36,14 @@ class DPFedAvg:
     """The privacy side of a run: client transforms, the noisy aggregate, and the accountant."""
 
     def __init__(self, cfg: ExperimentConfig, num_parties: int) -> None:
+        try:
+            self._setup(cfg, num_parties)
+        except ValueError as err:
+            if isinstance(err, ConfigError):
+                raise
+            raise ConfigError(f"privacy: {err}") from None
+
+    def _setup(self, cfg: ExperimentConfig, num_parties: int) -> None:
         pv = cfg.privacy
         self.cfg = cfg
         self.q = cfg.participation.fraction if cfg.participation.fraction is not None else 1.0
@@ -97,12 +105,18 @@ class DPFedAvg:
         self, updates: np.ndarray, ctx: TransformContext, sum_aggregate: Any, agg_ctx: Any
     ) -> np.ndarray:
         """The DP-FedAvg average: fixed denominator ``qN``; noise added here in central mode."""
-        m = updates.shape[0]
+        m, dim = updates.shape
         if self.adaptive is not None:
             aggregate, self.adaptive_state = self.adaptive(updates, self.adaptive_state, ctx)
             return aggregate.astype(np.float32)
-        mean = sum_aggregate(updates, np.ones(m), agg_ctx)  # uniform: a party is one record
-        fixed = mean.astype(np.float64) * (m / self.expected)
+        if self.distributed is None:
+            # The server enforces the clip too: a party that skipped it must not exceed the sensitivity.
+            updates, _ = ClipByNorm(self.clip_norm).apply(updates, None, ctx)
+        if m == 0:
+            fixed = np.zeros(dim)
+        else:
+            mean = sum_aggregate(updates, np.ones(m), agg_ctx)  # uniform: a party is one record
+            fixed = mean.astype(np.float64) * (m / self.expected)
         if self.distributed is None:
             fixed = CentralGaussianNoise(self.noise_multiplier, self.clip_norm, self.expected)(fixed, ctx)
         return fixed.astype(np.float32)

@@ -102,6 +102,11 @@ class Simulation:
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"attack.options: {err}") from None
             self.malicious = choose_malicious(fed.num_parties, cfg.attack.fraction, seed)
+            if not self.malicious.any():
+                raise ConfigError(
+                    f"attack.fraction={cfg.attack.fraction} of {fed.num_parties} parties selects no one; "
+                    "raise it"
+                )
             self.train_fed = self._poisoned(fed)
         self.root = (
             self._fltrust_root() if getattr(self.strategy.aggregator, "name", "") == "fltrust" else None
@@ -113,6 +118,7 @@ class Simulation:
             self.dp = DPFedAvg(cfg, fed.num_parties)
             self.strategy.transforms = chain(*self.dp.client_transforms())
         self.stopped: str | None = None  # why the run ended before run.rounds, if it did
+        self.trained_rounds = np.zeros(fed.num_parties, dtype=np.int64)  # rounds each party trained in
         w0 = model.init_params(seed)
         self.state = SimulationState(
             round=0,
@@ -127,6 +133,7 @@ class Simulation:
         """Everything needed to continue the run, as named arrays (for a checkpoint)."""
         arrays = {f"server_{k}": v for k, v in self.state.server_state.items()}
         arrays["round"] = np.array(self.state.round)
+        arrays["trained_rounds"] = self.trained_rounds
         arrays["wall_time_s"] = np.array(self.state.wall_time_s)
         if self.controls is not None:
             arrays.update(self.controls.state())
@@ -139,6 +146,7 @@ class Simulation:
     def load_state(self, params: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
         self.state.params = params.astype(np.float32)
         self.state.round = int(arrays["round"])
+        self.trained_rounds = arrays["trained_rounds"].astype(np.int64)
         self.state.wall_time_s = float(arrays["wall_time_s"])
         self.state.server_state = {
             k[len("server_") :]: v for k, v in arrays.items() if k.startswith("server_")
@@ -217,8 +225,7 @@ class Simulation:
                 None if self.controls is None else self.controls.correction(ids),
             )
             res = self.backend.train(job)
-            if self.controls is not None:
-                self.controls.update(ids, res.deltas, res.steps, strat.local.lr)
+            self.trained_rounds[ids] += 1
             deltas, st.transform_state = strat.transforms.apply(
                 res.deltas, st.transform_state, TransformContext(cfg.run.seed, r, ids)
             )
@@ -233,6 +240,11 @@ class Simulation:
             if check.reasons:
                 metrics["rejected_reasons"] = check.counts()
             keep = check.accepted
+            if self.controls is not None and keep.any():
+                self.controls.update(ids[keep], res.deltas[keep], res.steps[keep], strat.local.lr)
+            if keep.sum() < getattr(strat.aggregator, "min_parties", 1):
+                keep[:] = False  # e.g. secure aggregation cannot hide a single update: treat as empty
+                metrics["skipped"] = "too few updates for the aggregator"
             if keep.any():
                 ids_k, deltas_k, weights_k, steps_k = ids[keep], deltas[keep], weights[keep], res.steps[keep]
                 ctx = AggregationContext(round=r, party_ids=ids_k, steps=steps_k)
@@ -240,18 +252,24 @@ class Simulation:
                     ctx.signals["server_update"] = self._root_update(r)
                 if self.dp is None:
                     update = strat.aggregator(deltas_k, weights_k, ctx)
-                elif not self._privacy_allows_release(r, len(ids_k)):
-                    return None  # nothing released, the round does not count
                 else:
+                    honest = int((~malicious[keep]).sum())  # crafted rows carry no noise share
+                    if not self._privacy_allows_release(r, honest):
+                        return None  # nothing released, the round does not count
                     tctx = TransformContext(cfg.run.seed, r, ids_k)
                     update = self.dp.aggregate(deltas_k, tctx, strat.aggregator, ctx)
-                    metrics.update(self.dp.record(len(ids_k)))
+                    metrics.update(self.dp.record(honest))
                 st.params, st.server_state = strat.server_opt.step(st.params, update, st.server_state)
                 metrics.update(self._signals(ids_k, deltas_k, weights_k, malicious[keep], update, ctx))
+            if self.dp is not None and not keep.any():
+                if not self._release_noise_only(r, metrics):
+                    return None
             if np.isfinite(res.train_loss).all():  # Opacus' trainer reports no loss
                 metrics["train_loss"] = float(np.average(res.train_loss, weights=weights))
             metrics["update_norm_mean"] = float(np.linalg.norm(res.deltas, axis=1).mean())
             metrics["mean_local_steps"] = float(res.steps.mean())
+        elif self.dp is not None and not self._release_noise_only(r, metrics):
+            return None
         if not np.all(np.isfinite(st.params)):
             raise FloatingPointError(
                 f"the global model became non-finite in round {r}; lower strategy.lr or strategy.server_lr"
@@ -271,6 +289,7 @@ class Simulation:
                     break
                 m = self.run_round()
                 if m is None:
+                    self._evaluate_last()
                     break
                 if on_round is not None:
                     on_round(m)
@@ -288,12 +307,7 @@ class Simulation:
             return None
         from deai.privacy.dp.accountant import compute_epsilon
 
-        rounds_in = np.zeros(self.fed.num_parties, dtype=np.int64)
-        for m in self.state.history:
-            if "party_signals" in m:
-                rounds_in[m["party_signals"]["party"]] += 1
-            else:
-                rounds_in[:] += 1  # upper bound: every party every round
+        rounds_in = self.trained_rounds
         B, E = self.strategy.local.batch_size, self.strategy.local.epochs
         worst = 0.0
         for n, r in {(int(n), int(r)) for n, r in zip(self.fed.train_sizes, rounds_in, strict=True) if r}:
@@ -303,6 +317,38 @@ class Simulation:
                 worst, compute_epsilon(pv.example_noise_multiplier, q, steps, pv.delta, pv.accountant)
             )
         return worst
+
+    def _evaluate_last(self) -> None:
+        """A run that stops early still reports the accuracy of the last released model."""
+        if self.state.history and "accuracy" not in self.state.history[-1]:
+            self.state.history[-1].update(
+                evaluate(self.model, self.state.params, self.fed.x_eval, self.fed.y_eval)
+            )
+
+    def _release_noise_only(self, round_: int, metrics: dict[str, Any]) -> bool:
+        """A DP round in which no update survived: central noise alone is released and accounted for.
+
+        The Poisson-sampled Gaussian analysis covers the noisy sum over whoever was sampled, the empty
+        set included, so an unchanged model would be an event outside it. Distributed noise has no one
+        to add it, so such a round ends the run instead (False).
+        """
+        if self.cfg.privacy.mode == "distributed":
+            self.stopped = f"round {round_}: no update to carry distributed noise; stopped before releasing"
+            return False
+        if not self._privacy_allows_release(round_, 0):
+            return False
+        dim = len(self.state.params)
+        noise = self.dp.aggregate(
+            np.zeros((0, dim), np.float32),
+            TransformContext(self.cfg.run.seed, round_, np.zeros(0, np.int64)),
+            self.strategy.aggregator,
+            None,
+        )
+        self.state.params, self.state.server_state = self.strategy.server_opt.step(
+            self.state.params, noise, self.state.server_state
+        )
+        metrics.update(self.dp.record(0))
+        return True
 
     def _privacy_allows_next_round(self) -> bool:
         """False when even the expected number of parties would overshoot the budget (saves the training)."""
@@ -382,7 +428,9 @@ class Simulation:
         """Per-round detection signals: each party's weight and its distance and cosine to the aggregate."""
         out: dict[str, Any] = {}
         weight_keys = [k for k in ctx.signals if k.endswith("_weight")]
-        if weight_keys:
+        if self.dp is not None:
+            share = np.ones(len(ids))  # DP-FedAvg averages parties uniformly
+        elif weight_keys:
             share = np.asarray(ctx.signals[weight_keys[0]], dtype=np.float64)
         elif getattr(self.strategy.aggregator, "name", "") in (
             "mean",

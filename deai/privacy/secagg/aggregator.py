@@ -29,6 +29,7 @@ class SecureAggregator:
     """
 
     name = "secagg"
+    min_parties = 2  # one update alone would be its own sum: nothing left to hide it among
 
     def __init__(
         self,
