@@ -53,7 +53,9 @@ def test_secure_aggregation_skips_a_round_with_a_single_update_instead_of_crashi
     assert skipped and all(m["participants"] < 2 for m in skipped)
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # the attack sends inf on purpose
+@pytest.mark.filterwarnings(
+    "ignore:overflow encountered in cast:RuntimeWarning"
+)  # the attack sends inf on purpose
 def test_rejected_updates_do_not_touch_scaffold_controls():
     r = run(
         make_config(
