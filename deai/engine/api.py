@@ -234,11 +234,20 @@ def _execute(
         save_params(rd.path / "final.npz", st.params, sim.model.layout)
         from deai.report import write_report
 
-        summary = result.summary()
+        row = {
+            "final accuracy": result.final_accuracy,
+            "balanced accuracy": result.final_balanced_accuracy,
+            "final loss": result.final_loss,
+            "rounds": result.rounds,
+            "train time (s)": round(result.train_time_s, 3),
+            "model hash": result.model_hash[:16],
+        }
+        if result.privacy:
+            row |= {k: v for k, v in result.privacy.items() if k in ("epsilon", "delta", "example_epsilon")}
         write_report(
             rd.path / "report.html",
             f"deai run: {cfg.run.name}",
-            [{k: v for k, v in summary.items() if not isinstance(v, dict)} | (personalization or {})],
+            [row | (personalization or {})],
             [(cfg.strategy.algorithm, result.history)],
             config_text=cfg.to_toml(),
             notes=f"{cfg.data.num_parties} parties on {cfg.data.dataset} ({cfg.data.partition} split), "

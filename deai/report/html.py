@@ -29,7 +29,15 @@ def curves_png(runs: Sequence[tuple[str, list[dict[str, Any]]]]) -> str:
     for label, history in runs:
         evald = [m for m in history if m.get("accuracy") is not None]
         rounds = [m["round"] for m in evald]
-        ax_acc.plot(rounds, [100 * m["accuracy"] for m in evald], marker=".", label=label)
+        (line,) = ax_acc.plot(rounds, [100 * m["accuracy"] for m in evald], marker=".", label=label)
+        if any("balanced_accuracy" in m for m in evald):
+            ax_acc.plot(
+                rounds,
+                [100 * m.get("balanced_accuracy", float("nan")) for m in evald],
+                ls="--",
+                color=line.get_color(),
+                label=f"{label} (balanced)",
+            )
         ax_loss.plot(rounds, [m["loss"] for m in evald], marker=".", label=label)
     ax_acc.set(xlabel="round", ylabel="test accuracy (%)", title="Global model accuracy")
     ax_loss.set(xlabel="round", ylabel="test cross-entropy", title="Global model loss")
@@ -91,5 +99,17 @@ def write_report(
 
 
 def _round_rows(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    keys = ["round", "accuracy", "loss", "train_loss", "participants", "dropped", "stragglers", "wall_time_s"]
+    keys = [
+        "round",
+        "accuracy",
+        "balanced_accuracy",
+        "loss",
+        "train_loss",
+        "participants",
+        "dropped",
+        "stragglers",
+        "rejected",
+        "epsilon",
+        "wall_time_s",
+    ]
     return [{k: m.get(k) for k in keys} for m in history]
