@@ -16,9 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from deai.data.datasets import DATASETS
 from deai.data.partition import PARTITIONS
 
-ALGORITHMS = ("fedavg", "fedprox", "scaffold", "fedadam", "fedyogi", "fedadagrad", "fednova")
-BACKENDS = ("vectorized", "processes", "ray")
-MODELS = ("logreg", "mlp", "cnn")
+# Each set of names is written once, as the Literal pydantic validates against; the tuples derive from it.
+Algorithm = Literal["fedavg", "fedprox", "scaffold", "fedadam", "fedyogi", "fedadagrad", "fednova"]
+BackendName = Literal["vectorized", "processes", "ray"]
+ModelKind = Literal["logreg", "mlp", "cnn"]
+ALGORITHMS: tuple[str, ...] = get_args(Algorithm)
+BACKENDS: tuple[str, ...] = get_args(BackendName)
+MODELS: tuple[str, ...] = get_args(ModelKind)
 
 
 class ConfigError(ValueError):
@@ -33,7 +37,7 @@ class RunSection(_Strict):
     name: str = "run"
     seed: int = 0
     rounds: int = Field(10, ge=1, le=100_000)
-    backend: Literal["vectorized", "processes", "ray"] = "vectorized"
+    backend: BackendName = "vectorized"
     workers: int = Field(2, ge=1, description="worker processes / Ray tasks for the parallel backends")
     eval_every: int = Field(1, ge=1)
     checkpoint_every: int = Field(5, ge=1, description="keep a numbered checkpoint every N rounds")
@@ -41,8 +45,8 @@ class RunSection(_Strict):
 
 
 class DataSection(_Strict):
-    dataset: Literal["digits", "breast_cancer", "fashion_mnist", "covid_clinics"] = "digits"
-    partition: Literal["iid", "dirichlet", "shards", "quantity_skew", "natural"] = "iid"
+    dataset: Literal[DATASETS] = "digits"  # the names deai.data loads
+    partition: Literal[PARTITIONS] = "iid"
     num_parties: int = Field(10, ge=1)
     alpha: float = Field(0.5, gt=0, description="Dirichlet concentration; smaller is more skewed")
     shards_per_party: int = Field(2, ge=1)
@@ -53,14 +57,12 @@ class DataSection(_Strict):
 
 
 class ModelSection(_Strict):
-    kind: Literal["logreg", "mlp", "cnn"] = "logreg"
+    kind: ModelKind = "logreg"
     hidden: int = Field(64, ge=1)
 
 
 class StrategySection(_Strict):
-    algorithm: Literal["fedavg", "fedprox", "scaffold", "fedadam", "fedyogi", "fedadagrad", "fednova"] = (
-        "fedavg"
-    )
+    algorithm: Algorithm = "fedavg"
     local_epochs: int = Field(1, ge=1)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(0.1, gt=0, description="local (client) learning rate")
@@ -258,6 +260,16 @@ class ExperimentConfig(_Strict):
 
     def to_toml(self) -> str:
         return tomli_w.dumps(self.model_dump(exclude_none=True))
+
+    def with_sections(self, source: str = "config", **sections: dict[str, Any]) -> ExperimentConfig:
+        """A validated copy with section keys replaced: ``with_sections(run={"rounds": 5})``.
+
+        Raises :class:`ConfigError` naming the field when the result is not a valid config.
+        """
+        data = self.model_dump()
+        for name, values in sections.items():
+            data[name] = {**data.get(name, {}), **values}
+        return parse_config(data, source=source)
 
 
 def format_validation_error(err: ValidationError) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from deai.config import ConfigError, ExperimentConfig, parse_config
+from deai.config import ConfigError, ExperimentConfig
 from deai.engine.api import as_config, run
 
 
@@ -34,16 +34,15 @@ def sweep(
     mode = base.privacy.mode if base.privacy.mode != "none" else "central"
     variants = []
     for z in [None, *noise_multipliers]:
-        data = base.model_dump()
-        data["privacy"] = {
-            **data["privacy"],
+        label = "non-private" if z is None else f"z={z:g}"
+        privacy = {
             "mode": "none" if z is None else mode,
             "target_epsilon": None,
             "budget_epsilon": None,
             "noise_multiplier": z if z is not None else 1.0,
         }
-        label = "non-private" if z is None else f"z={z:g}"
-        variants.append((z, label, parse_config(data, source=f"sweep variant {label}")))  # all checked first
+        # every variant is validated before the first run writes anything
+        variants.append((z, label, base.with_sections(source=f"sweep variant {label}", privacy=privacy)))
     rows = []
     for z, label, cfg in variants:
         if on_run:

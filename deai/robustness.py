@@ -38,25 +38,17 @@ def defence_options(defence: str, num_byzantine: int, byzantine_fraction: float,
 
 
 def _variant(
-    base: ExperimentConfig,
-    attack: str,
-    fraction: float,
-    defence: str,
-    options: dict,
-    attack_options: dict | None = None,
+    base: ExperimentConfig, attack: str, fraction: float, defence: str, options: dict, attack_options: dict
 ) -> ExperimentConfig:
-    data = base.model_dump()
-    data["attack"] = {
-        "kind": attack,
-        "fraction": fraction if attack != "none" else 0.0,
-        "options": attack_options or {},
-    }
-    data["strategy"]["aggregator"] = defence
-    data["strategy"]["aggregator_options"] = options
-    return ExperimentConfig.model_validate(data)
+    return base.with_sections(
+        source=f"{attack} vs {defence}",
+        attack={"kind": attack, "fraction": fraction if attack != "none" else 0.0, "options": attack_options},
+        strategy={"aggregator": defence, "aggregator_options": options},
+    )
 
 
-def _cell(cfg: ExperimentConfig) -> dict[str, Any]:
+def _cell(cfg: ExperimentConfig, evaluation: tuple[Any, Any] | None) -> dict[str, Any]:
+    """One attacked run; ``evaluation`` is the (federation, model) that backdoor success is measured on."""
     result = run(cfg, write=False)
     shares = [m["malicious_weight_share"] for m in result.history if "malicious_weight_share" in m]
     cell: dict[str, Any] = {
@@ -68,8 +60,7 @@ def _cell(cfg: ExperimentConfig) -> dict[str, Any]:
     if cfg.attack.kind == "backdoor":
         from deai.attacks import backdoor_success_rate, make_attack
 
-        fed = build_data(cfg)
-        model = build_model(cfg, fed)
+        fed, model = evaluation
         attack = make_attack("backdoor", **cfg.attack.options)
 
         def predict(x: np.ndarray) -> np.ndarray:
@@ -107,28 +98,36 @@ def evaluate_matrix(
     if f == 0:
         raise ConfigError(f"--byzantine-fraction {byzantine_fraction} of {n} parties selects no attacker")
 
-    clean = run(_variant(base, "none", 0.0, "mean", {}), write=False)
+    clean = run(_variant(base, "none", 0.0, "mean", {}, {}), write=False)
     norms = [m["update_norm_mean"] for m in clean.history if "update_norm_mean" in m]
     typical = float(np.median(norms))
+    # Poisoning rewrites only training rows, so every cell's backdoor is measured on the same clean eval set.
+    evaluation = None
+    if "backdoor" in attacks:
+        fed = build_data(base)
+        evaluation = (fed, build_model(base, fed))
 
     rows = []
     for defence in defences:
         options = defence_options(defence, f, byzantine_fraction, typical)
-        try:
-            clean_cell = _cell(_variant(base, "none", 0.0, defence, options))
-        except ValueError as err:
-            raise ConfigError(f"defence {defence!r} cannot run on this config: {err}") from None
+        if defence == "mean":
+            clean_accuracy = clean.final_accuracy  # the baseline run is this cell
+        else:
+            try:
+                clean_accuracy = run(
+                    _variant(base, "none", 0.0, defence, options, {}), write=False
+                ).final_accuracy
+            except ValueError as err:
+                raise ConfigError(f"defence {defence!r} cannot run on this config: {err}") from None
         for attack in attacks:
             if on_cell:
                 on_cell(attack, defence)
             opts = (attack_options or {}).get(attack, {})
             try:
-                cell = _cell(_variant(base, attack, byzantine_fraction, defence, options, opts))
+                cell = _cell(_variant(base, attack, byzantine_fraction, defence, options, opts), evaluation)
             except ConfigError as err:
                 raise ConfigError(f"attack {attack!r}: {err}") from None
-            rows.append(
-                {"attack": attack, "defence": defence, "clean_accuracy": clean_cell["accuracy"], **cell}
-            )
+            rows.append({"attack": attack, "defence": defence, "clean_accuracy": clean_accuracy, **cell})
     return {
         "clean_accuracy": clean.final_accuracy,
         "byzantine_fraction": byzantine_fraction,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
-
-import pytest
 
 
 def make_config(**sections: dict[str, Any]) -> dict[str, Any]:
@@ -19,6 +19,13 @@ def make_config(**sections: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-@pytest.fixture
-def config_factory():
-    return make_config
+def crashed_copy(run_dir: Path, at_round: int) -> Path:
+    """A copy of a finished run directory rolled back to its round-``at_round`` checkpoint, as after a crash.
+
+    metrics.jsonl keeps its later lines on purpose: resume must drop them itself.
+    """
+    crashed = run_dir.with_name(run_dir.name + "-crashed")
+    shutil.copytree(run_dir, crashed)
+    shutil.copy(crashed / "checkpoints" / f"round-{at_round:05d}.npz", crashed / "checkpoints" / "latest.npz")
+    (crashed / "final.npz").unlink()
+    return crashed

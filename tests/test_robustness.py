@@ -10,6 +10,7 @@ import pytest
 from deai.config import load_config
 from deai.engine.api import run
 from deai.robustness import evaluate_matrix
+from tests.conftest import crashed_copy
 
 BASE = "examples/robustness_digits.toml"
 
@@ -146,8 +147,6 @@ def test_unknown_attack_name_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("defence", ["foolsgold", "reputation", "centered_clipping"])
 def test_stateful_defences_resume_to_the_same_model(tmp_path, defence):
-    import shutil
-
     from deai.engine.api import resume
 
     cfg = _cfg("sybil", defence, rounds=6)
@@ -155,8 +154,4 @@ def test_stateful_defences_resume_to_the_same_model(tmp_path, defence):
     if defence == "centered_clipping":
         cfg["strategy"]["aggregator_options"] = {"clip_radius": 1.0}
     full = run(cfg, out=tmp_path / "full")
-    crashed = tmp_path / "crashed"
-    shutil.copytree(tmp_path / "full", crashed)
-    shutil.copy(crashed / "checkpoints" / "round-00003.npz", crashed / "checkpoints" / "latest.npz")
-    (crashed / "final.npz").unlink()
-    assert resume(crashed).model_hash == full.model_hash
+    assert resume(crashed_copy(tmp_path / "full", at_round=3)).model_hash == full.model_hash

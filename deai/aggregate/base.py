@@ -23,6 +23,9 @@ class AggregationContext:
 
 
 class Aggregator(Protocol):
+    """An aggregation rule. It may also set ``min_parties`` (default 1): the fewest accepted updates it can
+    aggregate; a round with fewer aggregates nothing (secure aggregation needs two, so no update is alone)."""
+
     name: str
 
     def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> np.ndarray:

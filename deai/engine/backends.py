@@ -168,12 +168,25 @@ def _ray_train(state: tuple[Any, ...], job: TrainJob) -> LocalResult:
 
 
 def make_backend(
-    name: str, model: Model, x: np.ndarray, y: np.ndarray, offsets: np.ndarray, workers: int
+    name: str,
+    model: Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    offsets: np.ndarray,
+    workers: int,
+    example_dp: tuple[float, float] | None = None,
 ) -> Backend:
+    """The backend ``name``; ``"opacus"`` trains each party with Opacus, ``example_dp = (z, clip)``."""
     if name == "vectorized":
         return VectorizedBackend(model, x, y, offsets)
     if name == "processes":
         return ProcessPoolBackend(model, x, y, offsets, workers)
     if name == "ray":
         return RayBackend(model, x, y, offsets, workers)
+    if name == "opacus":
+        from deai.engine.opacus_backend import OpacusBackend
+
+        if example_dp is None:
+            raise ValueError("backend 'opacus' needs example_dp = (noise_multiplier, clip_norm)")
+        return OpacusBackend(model, x, y, offsets, *example_dp)
     raise ValueError(f"unknown backend {name!r}; use vectorized, processes or ray")

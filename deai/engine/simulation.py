@@ -164,20 +164,15 @@ class Simulation:
         if self._backend is None:
             f = self.train_fed
             pv = self.cfg.privacy
-            if pv.example_dp_engine == "opacus":
-                from deai.engine.opacus_backend import OpacusBackend
-
-                self._backend = OpacusBackend(
-                    self.model,
-                    f.x_train,
-                    f.y_train,
-                    f.train_offsets,
-                    pv.example_noise_multiplier,
-                    pv.example_clip_norm,
-                )
-                return self._backend
+            opacus = pv.example_dp_engine == "opacus"
             self._backend = make_backend(
-                self.cfg.run.backend, self.model, f.x_train, f.y_train, f.train_offsets, self.cfg.run.workers
+                "opacus" if opacus else self.cfg.run.backend,
+                self.model,
+                f.x_train,
+                f.y_train,
+                f.train_offsets,
+                self.cfg.run.workers,
+                example_dp=(pv.example_noise_multiplier, pv.example_clip_norm) if opacus else None,
             )
         return self._backend
 

@@ -2,7 +2,6 @@
 
 import json
 import math
-import shutil
 
 import dp_accounting
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 from deai.cli import main
 from deai.config import ConfigError
 from deai.engine.api import resume, run
-from tests.conftest import make_config
+from tests.conftest import crashed_copy, make_config
 
 
 def _reference_epsilon(z, q, steps, delta):
@@ -157,11 +156,7 @@ def test_resume_restores_the_accountant(tmp_path):
         privacy={"mode": "central", "noise_multiplier": 1.2},
     )
     full = run(cfg, out=tmp_path / "full")
-    crashed = tmp_path / "crashed"
-    shutil.copytree(tmp_path / "full", crashed)
-    shutil.copy(crashed / "checkpoints" / "round-00003.npz", crashed / "checkpoints" / "latest.npz")
-    (crashed / "final.npz").unlink()
-    again = resume(crashed)
+    again = resume(crashed_copy(tmp_path / "full", at_round=3))
     assert again.model_hash == full.model_hash
     assert again.history[-1]["epsilon"] == pytest.approx(full.history[-1]["epsilon"], rel=1e-12)
 
