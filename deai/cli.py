@@ -8,41 +8,87 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import warnings
 from collections.abc import Sequence
 
-from deai.config import ConfigError
+from rich.markup import escape
+
+from deai import jsonio
+from deai.config import ConfigError, DeaiWarning
 from deai.progress import err_console, round_progress
 
-EXIT_CONFIG = 2
+EXIT_CONFIG = 2  # bad input: config, arguments, paths, damaged files; nothing was lost
+EXIT_DIVERGED = 3  # the run stopped because training diverged; the message says what to change
+EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_TERMINATED = 143  # SIGTERM
+
+
+def say(text: str) -> None:
+    """One line on stderr; ``text`` is rich markup, so anything from the user must pass ``escape`` first."""
+    err_console.print(text, highlight=False)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so every ``with`` block (progress bars, files) unwinds."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    if issubclass(category, DeaiWarning):
+        say(f"[yellow]warning:[/] {escape(str(message))}")
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from deai.config import load_config
     from deai.engine.api import resume, run
 
+    if args.rounds is not None and args.rounds < 1:
+        raise ConfigError(f"--rounds must be at least 1; got {args.rounds}")
     if args.resume:
-        from pathlib import Path
-
+        if args.config or args.out:
+            raise ConfigError("--resume RUN_DIR continues that run: give no CONFIG and no --out with it")
         if not (Path(args.resume) / "config.toml").is_file():
             raise ConfigError(f"{args.resume} is not a deai run directory (no config.toml)")
         cfg = load_config(Path(args.resume) / "config.toml")
-        progress, on_round = round_progress(cfg.run.rounds, f"resume {cfg.run.name}")
+        total = args.rounds or cfg.run.rounds
+        progress, on_round = round_progress(total, f"resume {escape(cfg.run.name)}")
         with progress:
-            result = resume(args.resume, on_round=on_round)
+            result = resume(args.resume, rounds=args.rounds, on_round=on_round)
     else:
         if not args.config:
             raise ConfigError("give a CONFIG file, or --resume RUN_DIR")
         cfg = load_config(args.config)
-        progress, on_round = round_progress(cfg.run.rounds, f"{cfg.run.name} ({cfg.strategy.algorithm})")
+        if args.rounds is not None:
+            cfg = cfg.with_sections(source="--rounds", run={"rounds": args.rounds})
+        progress, on_round = round_progress(
+            cfg.run.rounds, f"{escape(cfg.run.name)} ({cfg.strategy.algorithm})"
+        )
         with progress:
             result = run(cfg, out=args.out, on_round=on_round)
-    summary = result.summary()
     if args.json:
-        print(json.dumps(summary))
-    err_console.print(
-        f"final accuracy [bold]{100 * result.final_accuracy:.2f}%[/] after {result.rounds} rounds "
-        f"({result.train_time_s:.2f} s training); report: {result.run_dir}/report.html"
+        print(jsonio.dumps(result.summary()))
+    where = f"; report: {result.run_dir}/report.html" if result.run_dir else ""
+    if result.diverged:
+        say(f"[bold red]error:[/] {escape(result.stopped or 'the run diverged')}{escape(where)}")
+        return EXIT_DIVERGED
+    if result.stopped:
+        say(f"[bold]stopped early:[/] {escape(result.stopped)}")
+    say(
+        f"final accuracy [bold]{100 * result.final_accuracy:.2f}%[/] (balanced "
+        f"{100 * result.final_balanced_accuracy:.2f}%) after {result.rounds} rounds "
+        f"({result.train_time_s:.2f} s training){escape(where)}"
     )
     return 0
 
@@ -52,14 +98,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     summary = run_demo(out=args.out, rounds=args.rounds)
     if args.json:
-        print(json.dumps(summary))
+        print(jsonio.dumps(summary))
     return 0
 
 
 def cmd_robustness(args: argparse.Namespace) -> int:
+    import shlex
     from pathlib import Path
 
-    from deai.robustness import DEFENCES, evaluate_matrix, write_outputs
+    from deai.robustness import DEFENCES, JOURNAL, finished_cells, plan_matrix, run_matrix
 
     attacks = [a for a in args.attacks.split(",") if a]
     attack_options: dict[str, dict] = {}
@@ -74,43 +121,66 @@ def cmd_robustness(args: argparse.Namespace) -> int:
             value = raw
         attack_options.setdefault(name, {})[option] = value
     defences = [d for d in (args.defences or ",".join(DEFENCES)).split(",") if d]
-    cells = len(attacks) * len(defences)
-    progress, _ = round_progress(cells, "robustness matrix")
-    task = progress.task_ids[0]
-    with progress:
-        report = evaluate_matrix(
-            args.config,
-            attacks,
-            defences,
-            args.byzantine_fraction,
-            on_cell=lambda a, d: progress.update(task, advance=1, status=f"{a} vs {d}"),
-            attack_options=attack_options,
-        )
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1; got {args.jobs}")
     out = Path(args.out or "runs/robustness")
-    write_outputs(report, out, attacks, defences)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "clean_accuracy": report["clean_accuracy"],
-                    "results": [
-                        {
-                            k: r[k]
-                            for k in (
-                                "attack",
-                                "defence",
-                                "accuracy",
-                                "backdoor_success",
-                                "clean_accuracy",
-                                "malicious_weight_share",
-                            )
-                        }
-                        for r in report["results"]
-                    ],
-                }
+    # Everything checkable is checked here, before the first cell: a bad --out or option costs no compute.
+    plan = plan_matrix(
+        args.config,
+        attacks,
+        defences,
+        args.byzantine_fraction,
+        attack_options,
+        out=out,
+        resume=args.resume,
+        force=args.force,
+    )
+    total = len(plan.cells)
+    progress, _ = round_progress(total, "robustness matrix")
+    task = progress.task_ids[0]
+
+    def on_cell(cell: dict) -> None:
+        note = {"ok": "", "not_applicable": " (n/a)", "failed": " (failed)"}.get(cell["status"], "")
+        progress.update(task, advance=1, status=f"{cell['attack']} vs {cell['defence']}{note}")
+
+    try:
+        with progress:
+            if finished_cells(plan):
+                progress.update(task, completed=finished_cells(plan), status="resumed")
+            report = run_matrix(plan, on_cell=on_cell, jobs=args.jobs)
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (main raises Terminated): finished cells are kept
+        again = ["deai", "robustness", "--config", str(args.config), "--attacks", args.attacks]
+        if args.defences:
+            again += ["--defences", args.defences]
+        again += ["--byzantine-fraction", str(args.byzantine_fraction)]
+        for item in args.attack_option or []:
+            again += ["--attack-option", item]
+        again += ["--out", str(out), *(["--jobs", str(args.jobs)] if args.jobs != 1 else []), "--resume"]
+        terminated = isinstance(err, Terminated)
+        say(
+            escape(
+                f"{'terminated' if terminated else 'interrupted'}: {finished_cells(plan)} of {total} cells "
+                f"finished and are kept in {out / JOURNAL}; continue with: {shlex.join(again)}"
             )
         )
-    err_console.print(f"table: {out / 'robustness.md'}  heatmap: {out / 'heatmap.png'}")
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    if args.json:
+        keys = ("attack", "defence", "status", "accuracy", "backdoor_success", "clean_accuracy")
+        rows = [
+            {
+                **{k: r[k] for k in (*keys, "malicious_weight_share")},
+                **{k: r[k] for k in ("reason", "error") if k in r},
+            }
+            for r in report["results"]
+        ]
+        print(jsonio.dumps({"clean_accuracy": report["clean_accuracy"], "results": rows}))
+    counts = report["cells"]
+    if counts.get("failed") or counts.get("not_applicable"):
+        say(
+            f"attacked cells: {counts.get('ok', 0)} ran, {counts.get('not_applicable', 0)} not applicable, "
+            f"{counts.get('failed', 0)} failed (reasons under the table)"
+        )
+    say(escape(f"table: {out / 'robustness.md'}  heatmap: {out / 'heatmap.png'}"))
     return 0
 
 
@@ -124,7 +194,7 @@ def cmd_privacy_epsilon(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise ConfigError(str(err)) from None
     if args.json:
-        print(json.dumps({"epsilon": eps, "accountant": args.accountant, "delta": args.delta}))
+        print(jsonio.dumps({"epsilon": eps, "accountant": args.accountant, "delta": args.delta}))
     else:
         print(f"epsilon = {eps:.6g} at delta = {args.delta:g} ({args.accountant})")
     return 0
@@ -141,7 +211,7 @@ def cmd_privacy_calibrate(args: argparse.Namespace) -> int:
         raise ConfigError(str(err)) from None
     eps = compute_epsilon(z, args.sampling_rate, args.steps, args.delta, args.accountant)
     if args.json:
-        print(json.dumps({"noise_multiplier": z, "epsilon": eps, "accountant": args.accountant}))
+        print(jsonio.dumps({"noise_multiplier": z, "epsilon": eps, "accountant": args.accountant}))
     else:
         print(
             f"noise_multiplier = {z:.6g} gives epsilon = {eps:.6g} "
@@ -159,21 +229,21 @@ def cmd_privacy_audit(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.run_dir} has no final.npz: audit a finished run directory")
     report = audit_run(args.run_dir, max_examples=args.max_examples)
     if args.json:
-        print(json.dumps(report))
+        print(jsonio.dumps(report))
     else:
         eps = report.get("epsilon")
-        err_console.print(f"epsilon spent: {'not private' if eps is None else f'{eps:.4g}'}")
-        err_console.print(
+        say(f"epsilon spent: {'not private' if eps is None else f'{eps:.4g}'}")
+        say(
             f"membership inference AUC: loss-threshold {report['mia_loss_auc']:.3f}, "
             f"shadow-model {report['mia_shadow_auc']:.3f} (0.5 = the attacker learns nothing)"
         )
         inv = report.get("inversion")
         if inv:
-            err_console.print(
+            say(
                 f"gradient inversion of one party's update: MSE {inv['mse']:.4g} "
                 f"(mean-image baseline {inv['baseline_mse']:.4g})"
             )
-        err_console.print(f"written: {Path(args.run_dir) / 'audit.json'}")
+        say(f"written: {escape(str(Path(args.run_dir) / 'audit.json'))}")
     return 0
 
 
@@ -182,7 +252,14 @@ def cmd_privacy_sweep(args: argparse.Namespace) -> int:
 
     from deai.privacy_report import sweep
 
-    zs = [float(z) for z in args.noise_multipliers.split(",") if z]
+    try:
+        zs = [float(z) for z in args.noise_multipliers.split(",") if z.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"--noise-multipliers {args.noise_multipliers!r}: give comma-separated numbers, e.g. 0.5,1,2,4"
+        ) from None
+    if not zs or any(not (z > 0 and z < float("inf")) for z in zs):
+        raise ConfigError(f"--noise-multipliers {args.noise_multipliers!r}: give positive finite numbers")
     out = Path(args.out or "runs/privacy-sweep")
     progress, _ = round_progress(len(zs) + 1, "privacy sweep")
     task = progress.task_ids[0]
@@ -191,8 +268,8 @@ def cmd_privacy_sweep(args: argparse.Namespace) -> int:
             args.config, zs, out, on_run=lambda label: progress.update(task, advance=1, status=label)
         )
     if args.json:
-        print(json.dumps(table))
-    err_console.print(f"table: {out / 'privacy_utility.md'}  plot: {out / 'privacy_utility.png'}")
+        print(jsonio.dumps(table))
+    say(escape(f"table: {out / 'privacy_utility.md'}  plot: {out / 'privacy_utility.png'}"))
     return 0
 
 
@@ -207,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     p_run.add_argument("--out", help="run directory to create (default runs/NAME-TIMESTAMP)")
     p_run.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
+    p_run.add_argument(
+        "--rounds", type=int, help="set run.rounds (with --resume: train an existing run for longer)"
+    )
     p_run.set_defaults(func=cmd_run)
 
     p_rob = sub.add_parser("robustness", help="accuracy of every defence against every attack")
@@ -225,7 +305,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="e.g. ipm.epsilon=100 (repeatable)",
     )
     p_rob.add_argument(
-        "--out", help="directory for robustness.md/.json and heatmap.png (default runs/robustness)"
+        "--out",
+        help="directory for cells.jsonl (each cell as it finishes), robustness.md/.json and heatmap.png "
+        "(default runs/robustness)",
+    )
+    p_rob.add_argument(
+        "--jobs", type=int, default=1, help="cells run in this many worker processes (default 1)"
+    )
+    p_rob.add_argument(
+        "--resume", action="store_true", help="continue the matrix in --out: only missing or failed cells run"
+    )
+    p_rob.add_argument(
+        "--force", action="store_true", help="discard a matrix already in --out and start over"
     )
     p_rob.add_argument("--json", action="store_true")
     p_rob.set_defaults(func=cmd_robustness)
@@ -269,14 +360,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
+    warnings.simplefilter("always", DeaiWarning)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
     except ConfigError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        say(f"[bold red]error:[/] {escape(str(err))}")
         return EXIT_CONFIG
-    except KeyboardInterrupt:
-        err_console.print("interrupted; resume with `deai run --resume RUN_DIR`")
-        return 130
+    except KeyboardInterrupt as err:
+        from deai.engine.api import RunInterrupted
+
+        cause = err.original if isinstance(err, RunInterrupted) else err
+        terminated = isinstance(cause, Terminated)
+        what = "terminated" if terminated else "interrupted"
+        if isinstance(err, RunInterrupted):
+            where = escape(str(err.run_dir))
+            say(f"{what}; the run keeps its last finished round: deai run --resume {where}")
+        else:
+            say(f"{what}")
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        warnings.showwarning = _default_showwarning
 
 
 if __name__ == "__main__":

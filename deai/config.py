@@ -6,7 +6,9 @@ its dotted path and what is allowed (see :func:`format_validation_error`).
 
 from __future__ import annotations
 
+import re
 import tomllib
+import warnings
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -29,12 +31,27 @@ class ConfigError(ValueError):
     """A configuration problem, with a message that says what to fix."""
 
 
+class DeaiWarning(UserWarning):
+    """Something a user should read, that does not stop the work (the CLI prints it as ``warning: ...``)."""
+
+
+class ConfigWarning(DeaiWarning):
+    """A setting that is valid but has no effect, or a config that sets nothing: worth a word, not a stop."""
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: "3" is not a number and true is not a count (TOML integers are still accepted as floats)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
+
+
+# A run name becomes a directory under runs/: one path component, no way out of runs/.
+RUN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
 
 class RunSection(_Strict):
-    name: str = "run"
+    name: str = Field(
+        "run", description="letters, digits, '.', '_' and '-' (it names the directory under runs/)"
+    )
     seed: int = 0
     rounds: int = Field(10, ge=1, le=100_000)
     backend: BackendName = "vectorized"
@@ -42,6 +59,16 @@ class RunSection(_Strict):
     eval_every: int = Field(1, ge=1)
     checkpoint_every: int = Field(5, ge=1, description="keep a numbered checkpoint every N rounds")
     party_signals: bool = Field(False, description="write per-party detection signals to metrics.jsonl")
+
+    @field_validator("name")
+    @classmethod
+    def _one_path_component(cls, v: str) -> str:
+        if not re.fullmatch(RUN_NAME_PATTERN, v):
+            raise ValueError(
+                "a run name names a directory under runs/: use 1-100 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit (no '/' or '..')"
+            )
+        return v
 
 
 class DataSection(_Strict):
@@ -51,9 +78,33 @@ class DataSection(_Strict):
     alpha: float = Field(0.5, gt=0, description="Dirichlet concentration; smaller is more skewed")
     shards_per_party: int = Field(2, ge=1)
     quantity_sigma: float = Field(1.0, gt=0)
-    test_fraction: float = Field(0.2, ge=0, le=0.9)
+    test_fraction: float = Field(0.2, ge=0, le=0.9, description="share of each party's own test rows")
+    holdout_fraction: float | None = Field(
+        None,
+        ge=0,
+        le=0.5,
+        description="share of all rows held out by the task before partitioning, as the evaluation set "
+        "(stratified by label). Default: 0.2 when replicate > 1, else none (the union of the parties' test "
+        "rows is the evaluation set). Data sets with an official test split always evaluate on it.",
+    )
     max_examples: int | None = Field(None, ge=1, description="subsample the data set first (seeded)")
     replicate: int = Field(1, ge=1, le=1000, description="tile the data set N times (scale benchmarks)")
+
+    @model_validator(mode="after")
+    def _no_copies_in_evaluation(self) -> DataSection:
+        if self.replicate > 1 and self.holdout_fraction == 0:
+            raise ValueError(
+                "replicate > 1 with holdout_fraction = 0 would evaluate on copies of training rows; leave "
+                "holdout_fraction unset (0.2) or give a fraction > 0"
+            )
+        return self
+
+    @property
+    def effective_holdout(self) -> float:
+        """``holdout_fraction`` resolved: with tiled rows, no copy of an evaluation row may be trained on."""
+        if self.holdout_fraction is not None:
+            return self.holdout_fraction
+        return 0.2 if self.replicate > 1 else 0.0
 
 
 class ModelSection(_Strict):
@@ -247,6 +298,30 @@ class ExperimentConfig(_Strict):
                     f"privacy.mode 'distributed' needs at least 10 parties per round on average to carry the "
                     f"noise shares (participation.fraction x data.num_parties = {expected:g})"
                 )
+        if self.strategy.clip_norm is not None and pv.mode != "none":
+            raise ValueError(
+                "strategy.clip_norm and privacy.mode both clip updates: under differential privacy the clip "
+                f"is privacy.clip_norm ({pv.clip_norm:g}); remove strategy.clip_norm "
+                f"({self.strategy.clip_norm:g})"
+            )
+        if self.strategy.aggregator_options and self.strategy.aggregator is None:
+            raise ValueError(
+                "strategy.aggregator_options needs strategy.aggregator: name the rule the options are for"
+            )
+        n = self.data.num_parties
+        if part.count is not None:
+            sampled = float(part.count)
+        elif part.fraction is None:
+            sampled = float(n)
+        else:
+            sampled = part.fraction * n if part.poisson else float(max(1, round(part.fraction * n)))
+        reporting = sampled * (1.0 - part.dropout_rate)
+        if part.dropout_rate > 0 and reporting < 1.0:
+            raise ValueError(
+                f"participation.dropout_rate {part.dropout_rate:g} leaves {reporting:.3g} of "
+                f"{sampled:g} sampled parties reporting per round on average, so most rounds would train "
+                "nothing: lower participation.dropout_rate or sample more parties"
+            )
         if part.poisson and part.fraction is None:
             raise ValueError("participation.poisson needs participation.fraction")
         if self.attack.kind != "none" and self.attack.fraction == 0:
@@ -272,6 +347,48 @@ class ExperimentConfig(_Strict):
         return parse_config(data, source=source)
 
 
+def ineffective_settings(cfg: ExperimentConfig) -> list[str]:
+    """Settings that are valid but change nothing in this config, one sentence each (shown as warnings).
+
+    A value equal to its default is never reported, so a resolved ``config.toml`` (which spells out
+    every default) raises no warning of its own.
+    """
+    out: list[str] = []
+    st, part, pv, atk = cfg.strategy, cfg.participation, cfg.privacy, cfg.attack
+
+    def changed(section: BaseModel, name: str) -> bool:
+        return getattr(section, name) != type(section).model_fields[name].default
+
+    adaptive = st.algorithm in ("fedadam", "fedyogi", "fedadagrad")
+    if not adaptive:
+        out += [
+            f"strategy.{n} applies only to fedadam, fedyogi and fedadagrad (algorithm is {st.algorithm!r})"
+            for n in ("beta1", "beta2", "tau")
+            if changed(st, n)
+        ]
+    elif changed(st, "server_momentum"):
+        out.append(f"strategy.server_momentum has no effect on the adaptive server step of {st.algorithm}")
+    if part.straggler_policy != "drop" and part.deadline is None:
+        out.append("participation.straggler_policy has no effect without participation.deadline")
+    if pv.mode == "none":
+        out += [
+            f"privacy.{n} has no effect while privacy.mode is 'none'"
+            for n in ("noise_multiplier", "target_epsilon", "clip_norm", "adaptive_clipping")
+            if changed(pv, n)
+        ]
+    if pv.mode == "none" and pv.example_noise_multiplier is None:
+        out += [
+            f"privacy.{n} has no effect without privacy.mode or privacy.example_noise_multiplier"
+            for n in ("budget_epsilon", "accountant", "delta")
+            if changed(pv, n)
+        ]
+    if pv.example_noise_multiplier is None and changed(pv, "example_clip_norm"):
+        out.append("privacy.example_clip_norm has no effect without privacy.example_noise_multiplier")
+    if atk.kind == "none" and (atk.options or atk.fraction > 0):
+        out.append("attack.fraction and attack.options have no effect while attack.kind is 'none'")
+    return out
+
+
 def format_validation_error(err: ValidationError) -> str:
     """One line per problem: the dotted field, what is wrong, and the value given."""
     lines = []
@@ -285,7 +402,7 @@ def format_validation_error(err: ValidationError) -> str:
             msg = e["msg"].removeprefix("Value error, ")
             given = e.get("input")
             shown = "" if isinstance(given, dict) or e["type"] == "missing" else f" (got {given!r})"
-            lines.append(f"{where}: {msg}{shown}")
+            lines.append(f"{where}: {msg}{shown}" if e["loc"] else f"{msg}{shown}")
     return "\n".join(lines)
 
 
@@ -311,14 +428,29 @@ def parse_config(data: dict[str, Any], source: str = "config") -> ExperimentConf
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate a TOML experiment file; raises :class:`ConfigError` with a clear message."""
+    """Read and validate a TOML experiment file; raises :class:`ConfigError` with a clear message.
+
+    An empty file is valid (every default) but warned about with :class:`ConfigWarning`.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory; give a TOML config file (see examples/)")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
         data = tomllib.loads(path.read_text())
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text file; give a TOML config file (see examples/)") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path} is not valid TOML: {err}") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read {path}: {err.strerror or err}") from None
+    if not data:
+        warnings.warn(
+            f"{path} sets nothing: running on every default (10 IID parties on digits, fedavg, 10 rounds)",
+            ConfigWarning,
+            stacklevel=2,
+        )
     return parse_config(data, source=str(path))
 
 
@@ -329,7 +461,10 @@ __all__ = [
     "MODELS",
     "PARTITIONS",
     "ConfigError",
+    "ConfigWarning",
+    "DeaiWarning",
     "ExperimentConfig",
+    "ineffective_settings",
     "load_config",
     "parse_config",
 ]

@@ -12,13 +12,13 @@ records to the others. Each trains locally on its own tests and only model updat
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
+from deai import jsonio
 from deai.config import ExperimentConfig, parse_config
 from deai.engine.api import Result, run
 from deai.progress import err_console, round_progress
@@ -235,6 +235,6 @@ def run_demo(out: str | Path = "runs/demo", rounds: int = 30) -> dict[str, Any]:
         "privacy": privacy_rows + dp_rows,
         "robustness": rob_rows,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.json").write_text(jsonio.dumps(summary, indent=2))
     console.print(f"report: [bold]{report.resolve()}[/]")
     return summary

@@ -94,11 +94,16 @@ def save_params(path: str | Path, vector: np.ndarray, layout: Layout, **extra: n
     """Write vector, layout and optional extra arrays to ``.npz`` atomically (tmp file + rename)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, vector=np.asarray(vector, dtype=np.float32), layout=np.array(layout.to_json()), **extra)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    try:
+        with open(tmp, "wb") as f:
+            vec = np.asarray(vector, dtype=np.float32)
+            np.savez(f, vector=vec, layout=np.array(layout.to_json()), **extra)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write (disk full) leaves no partial file behind
+        raise
 
 
 def load_params(path: str | Path) -> tuple[np.ndarray, Layout, dict[str, np.ndarray]]:

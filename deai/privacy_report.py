@@ -7,12 +7,12 @@ side by side, the epsilon spent, the accuracy kept, and how much an attacker sti
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from deai import jsonio
 from deai.config import ConfigError, ExperimentConfig
 from deai.engine.api import as_config, run
 
@@ -74,7 +74,7 @@ def sweep(
 
 def _write(table: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "privacy_utility.json").write_text(json.dumps(table, indent=2))
+    (out / "privacy_utility.json").write_text(jsonio.dumps(table, indent=2))
     lines = [
         f"DP-FedAvg ({table['mode']} noise): accuracy and membership-inference AUC against epsilon",
         "",

@@ -64,6 +64,16 @@ def party_uniform(stream: np.uint64, party_ids: np.ndarray, n: int = 1) -> np.nd
     return (party_bits(stream, party_ids, n) >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
+def row_uniform(stream: np.uint64, party_ids: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """One float64 uniform in [0, 1) per ``(party_ids[i], positions[i])`` pair: per-row draws of many parties
+    of different sizes in one vectorized call (a party's draws depend only on its id and its rows)."""
+    with np.errstate(over="ignore"):
+        pid = np.asarray(party_ids, dtype=np.uint64)
+        ctr = np.asarray(positions, dtype=np.uint64)
+        bits = _mix(_mix(pid * _GOLDEN + stream) + (ctr + np.uint64(1)) * _GOLDEN)
+    return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
 def party_normal(stream: np.uint64, party_ids: np.ndarray, n: int = 1) -> np.ndarray:
     """``[P, n]`` standard normals (Box–Muller on two independent uniform streams)."""
     u1 = party_uniform(stream, party_ids, n)

@@ -146,22 +146,26 @@ def test_scaffold_control_update_is_option_two():
     np.testing.assert_allclose(ctl.c, np.array([0.5, -0.5]) + (1 / 4) * (new_ci - [0.1, 0.2]), rtol=1e-6)
 
 
-def _rounds_to(history, target):
-    return next((m["round"] for m in history if m["accuracy"] >= target), None)
-
-
-def test_scaffold_reaches_target_in_fewer_rounds_than_fedavg_on_pathological_split():
-    common = {
-        "run": {"rounds": 25, "seed": 0},
-        "data": {"num_parties": 20, "partition": "shards", "shards_per_party": 2},
-    }
-    avg = run(make_config(**common, strategy={"lr": 0.1, "local_epochs": 5}), write=False)
-    sca = run(
-        make_config(**common, strategy={"lr": 0.1, "local_epochs": 5, "algorithm": "scaffold"}), write=False
-    )
-    r_avg, r_sca = _rounds_to(avg.history, 0.9), _rounds_to(sca.history, 0.9)
-    assert r_sca is not None
-    assert r_avg is None or r_sca < r_avg, (r_sca, r_avg)
+# The shards split (20 parties, two label shards each, 5 local epochs, lr 0.1), seeds 0-4, measured:
+#   accuracy after 10 rounds   FedAvg   0.897 0.908 0.881 0.894 0.894  (mean 0.895)
+#                              SCAFFOLD 0.906 0.919 0.894 0.914 0.911  (mean 0.909)
+#   rounds to 90%              FedAvg   11  6 17  9  9   SCAFFOLD 10  4 14  6  6
+# Seeds 5-9 and an earlier per-party test split gave the same picture: SCAFFOLD never behind after 10
+# rounds (once level), ahead by 0.014-0.021 on average; the rounds-to-90% gap swung from 2.4 to 4.8 rounds
+# and tied on some seeds, so the claim is made at a fixed round budget. One of ~360 test rows is 0.0028.
+def test_scaffold_beats_fedavg_after_ten_rounds_on_pathological_split_over_seeds():
+    accuracy = {"fedavg": [], "scaffold": []}
+    for seed in range(5):
+        for algorithm, after_ten in accuracy.items():
+            config = make_config(
+                run={"rounds": 10, "seed": seed},
+                data={"num_parties": 20, "partition": "shards", "shards_per_party": 2},
+                strategy={"lr": 0.1, "local_epochs": 5, "algorithm": algorithm},
+            )
+            after_ten.append(run(config, write=False).final_accuracy)
+    fedavg, scaffold = np.array(accuracy["fedavg"]), np.array(accuracy["scaffold"])
+    assert (scaffold >= fedavg).all(), accuracy
+    assert scaffold.mean() - fedavg.mean() >= 0.007, accuracy
 
 
 def test_personalization_helps_on_two_label_parties():

@@ -15,8 +15,22 @@ def test_there_is_an_example_for_every_algorithm():
     assert algorithms == {"fedavg", "fedprox", "scaffold", "fedadam", "fedyogi", "fedadagrad", "fednova"}
 
 
+NUM_CLASSES = {"digits": 10, "fashion_mnist": 10, "breast_cancer": 2, "covid_clinics": 3}
+
+# Balanced accuracy (mean per-class recall) is 1 / classes for any constant prediction, so it is the
+# score that "past chance" must be about: covid_clinics is 92.5% negative, and predicting "negative"
+# always scores 0.925 accuracy. Measured after 2 rounds: the 10-class examples 0.40 (cnn_fashion_mnist),
+# 0.49 (fedadam/fedyogi_dirichlet) to 0.91 (fedavg_digits); mlp_breast_cancer 0.74 (0.85 under an earlier
+# per-party test split). covid_clinics is hard for a linear model (centralized class-weighted logistic
+# regression reaches 0.47; the example ~0.40 after 30 rounds) and after 2 rounds is only 0.369, so it
+# trains 4: 0.400 at seed 0, 0.381-0.400 over seeds 0-4.
+ROUNDS = {"covid_clinics": 4}
+MARGIN_ABOVE_CHANCE = {"covid_clinics": 0.03}
+DEFAULT_MARGIN = 0.15
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
-def test_example_validates_and_runs_two_rounds(path):
+def test_example_validates_and_trains_past_chance_balanced_accuracy_in_a_few_rounds(path):
     cfg = load_config(path)
     if cfg.model.kind == "cnn":
         pytest.importorskip("torch", reason="the torch extra is not installed")
@@ -29,11 +43,9 @@ def test_example_validates_and_runs_two_rounds(path):
             load_dataset("fashion_mnist")
         except FileNotFoundError:
             pytest.skip("dataset-fashion-mnist is not installed")
-    cfg.run.rounds = 2
+    cfg.run.rounds = ROUNDS.get(path.stem, 2)
     result = run(cfg, write=False)
-    assert result.rounds == 2
-    assert result.final_accuracy > 1.5 / cfg_classes(cfg)
-
-
-def cfg_classes(cfg) -> int:
-    return {"digits": 10, "fashion_mnist": 10, "breast_cancer": 2, "covid_clinics": 3}[cfg.data.dataset]
+    assert result.rounds == cfg.run.rounds
+    chance = 1 / NUM_CLASSES[cfg.data.dataset]
+    bar = chance + MARGIN_ABOVE_CHANCE.get(path.stem, DEFAULT_MARGIN)
+    assert result.final_balanced_accuracy > bar, (result.final_balanced_accuracy, bar)

@@ -8,10 +8,9 @@ config leaves nothing behind. The run directory holds the resolved ``config.toml
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,11 +19,21 @@ from typing import Any
 
 import numpy as np
 
-from deai.config import ConfigError, ExperimentConfig, load_config, parse_config
+from deai import jsonio
+from deai.config import (
+    ConfigError,
+    ConfigWarning,
+    DeaiWarning,
+    ExperimentConfig,
+    ineffective_settings,
+    load_config,
+    parse_config,
+)
 from deai.data import FederatedData, build_federation, load_dataset
+from deai.engine.rundir import RunDirectory
 from deai.engine.simulation import Simulation
 from deai.models import MLP, LogisticRegression, Model
-from deai.params import load_params, params_hash, save_params
+from deai.params import params_hash, save_params
 
 OnRound = Callable[[dict[str, Any]], None]
 
@@ -44,6 +53,7 @@ class Result:
     personalization: dict[str, float] | None = None
     privacy: dict[str, Any] | None = None
     stopped: str | None = None
+    diverged: bool = False
 
     def summary(self) -> dict[str, Any]:
         """The machine-readable summary printed by ``deai run --json``."""
@@ -63,6 +73,8 @@ class Result:
             out["privacy"] = self.privacy
         if self.stopped is not None:
             out["stopped"] = self.stopped
+        if self.diverged:
+            out["diverged"] = True
         return out
 
 
@@ -81,15 +93,8 @@ def build_data(cfg: ExperimentConfig) -> FederatedData:
         ds = load_dataset(d.dataset)
     except FileNotFoundError as err:
         raise ConfigError(str(err)) from None
-    if d.replicate > 1:
-        ds = dataclasses.replace(
-            ds,
-            x=np.tile(ds.x, (d.replicate, 1)),
-            y=np.tile(ds.y, d.replicate),
-            groups=None if ds.groups is None else np.tile(ds.groups, d.replicate),
-        )
     try:
-        return build_federation(
+        fed = build_federation(
             ds,
             d.num_parties,
             d.partition,
@@ -99,9 +104,18 @@ def build_data(cfg: ExperimentConfig) -> FederatedData:
             shards_per_party=d.shards_per_party,
             quantity_sigma=d.quantity_sigma,
             max_examples=d.max_examples,
+            holdout_fraction=d.effective_holdout,
+            replicate=d.replicate,
         )
     except ValueError as err:
         raise ConfigError(f"data: {err}") from None
+    if len(fed.y_eval) == 0:
+        raise ConfigError(
+            f"data: the evaluation set is empty: {d.num_parties} parties with test_fraction "
+            f"{d.test_fraction:g} leave no party a test row; set data.holdout_fraction (e.g. 0.2) so the "
+            "task holds out its own evaluation rows, or raise data.test_fraction"
+        )
+    return fed
 
 
 def build_model(cfg: ExperimentConfig, fed: FederatedData) -> Model:
@@ -118,9 +132,12 @@ def build_model(cfg: ExperimentConfig, fed: FederatedData) -> Model:
 
 
 def _new_run_dir(cfg: ExperimentConfig, out: str | os.PathLike[str] | None) -> Path:
+    """The directory a new run writes to: ``--out`` if given (absent or empty), else ``runs/NAME-TIME``."""
     if out is not None:
         path = Path(out)
-        if path.exists() and any(path.iterdir()):
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"--out {path} exists and is not a directory; give a directory for the run")
+        if path.is_dir() and any(path.iterdir()):
             raise ConfigError(
                 f"--out {path} is not empty; resume it with `deai run --resume {path}` "
                 "or choose another directory"
@@ -135,68 +152,13 @@ def _new_run_dir(cfg: ExperimentConfig, out: str | os.PathLike[str] | None) -> P
     return path
 
 
-class RunDirectory:
-    """Durable files of one run; every write is atomic or append-then-fsync."""
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a run that writes a directory: ``run_dir`` says what to resume."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.ckpt_dir = path / "checkpoints"
-        self.metrics = path / "metrics.jsonl"
-
-    def create(self, cfg: ExperimentConfig) -> None:
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.path / "config.toml", cfg.to_toml())
-        self.metrics.touch()
-
-    def append_metrics(self, line: dict[str, Any]) -> None:
-        with open(self.metrics, "a") as f:
-            f.write(json.dumps(line) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-    def checkpoint(self, sim: Simulation, every: int) -> None:
-        arrays = sim.state_arrays()
-        save_params(self.ckpt_dir / "latest.npz", sim.state.params, sim.model.layout, **arrays)
-        if sim.state.round % every == 0:
-            save_params(
-                self.ckpt_dir / f"round-{sim.state.round:05d}.npz",
-                sim.state.params,
-                sim.model.layout,
-                **arrays,
-            )
-
-    def restore(self, sim: Simulation) -> None:
-        latest = self.ckpt_dir / "latest.npz"
-        if latest.exists():
-            params, layout, arrays = load_params(latest)
-            if layout != sim.model.layout:
-                raise ConfigError(
-                    f"checkpoint {latest} does not match the model in {self.path / 'config.toml'}"
-                )
-            sim.load_state(params, arrays)
-        kept = [m for m in self.read_metrics() if m["round"] <= sim.state.round]
-        _atomic_write(self.metrics, "".join(json.dumps(m) + "\n" for m in kept))
-        sim.state.history = kept
-
-    def read_metrics(self) -> list[dict[str, Any]]:
-        if not self.metrics.exists():
-            return []
-        out = []
-        for line in self.metrics.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a line torn by a crash: everything after it is redone
-        return out
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    def __init__(self, run_dir: Path, original: KeyboardInterrupt | None = None) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+        self.original = original  # what stopped it (a KeyboardInterrupt or a subclass, e.g. SIGTERM's)
 
 
 def _execute(
@@ -205,16 +167,36 @@ def _execute(
     def after_round(m: dict[str, Any]) -> None:
         if rd is not None:
             rd.append_metrics(m)
-            rd.checkpoint(sim, cfg.run.checkpoint_every)
+            rd.checkpoint(
+                sim.state.round,
+                sim.state.params,
+                sim.model.layout,
+                sim.state_arrays(),
+                cfg,
+                cfg.run.checkpoint_every,
+            )
         if on_round is not None:
             on_round(m)
 
-    sim.run(after_round)
+    try:
+        sim.run(after_round)
+    except KeyboardInterrupt as err:
+        if rd is None:
+            raise
+        raise RunInterrupted(rd.path, err) from None
     st = sim.state
     last = st.history[-1] if st.history else {}
     personalization = None
     if cfg.strategy.personalization_epochs > 0:
         personalization = sim.personalize(cfg.strategy.personalization_epochs)
+    empty = sum(1 for m in st.history if m.get("released") is False)
+    if empty:
+        warnings.warn(
+            f"{empty} of {len(st.history)} rounds released no update (no party reported, every update "
+            "was rejected, or the aggregator refused the round); see metrics.jsonl",
+            DeaiWarning,
+            stacklevel=3,
+        )
     result = Result(
         final_accuracy=float(last.get("accuracy", float("nan"))),
         final_balanced_accuracy=float(last.get("balanced_accuracy", float("nan"))),
@@ -229,9 +211,11 @@ def _execute(
         personalization=personalization,
         privacy=_privacy_summary(cfg, sim),
         stopped=sim.stopped,
+        diverged=sim.diverged,
     )
     if rd is not None:
-        save_params(rd.path / "final.npz", st.params, sim.model.layout)
+        with rd.writing(rd.path / "final.npz"):
+            save_params(rd.path / "final.npz", st.params, sim.model.layout)
         from deai.report import write_report
 
         row = {
@@ -244,18 +228,19 @@ def _execute(
         }
         if result.privacy:
             row |= {k: v for k, v in result.privacy.items() if k in ("epsilon", "delta", "example_epsilon")}
-        write_report(
-            rd.path / "report.html",
-            f"deai run: {cfg.run.name}",
-            [row | (personalization or {})],
-            [(cfg.strategy.algorithm, result.history)],
-            config_text=cfg.to_toml(),
-            notes=f"{cfg.data.num_parties} parties on {cfg.data.dataset} ({cfg.data.partition} split), "
-            f"{cfg.strategy.algorithm}, backend {cfg.run.backend}.",
-        )
+        with rd.writing(rd.path / "report.html"):
+            write_report(
+                rd.path / "report.html",
+                f"deai run: {cfg.run.name}",
+                [row | (personalization or {})],
+                [(cfg.strategy.algorithm, result.history)],
+                config_text=cfg.to_toml(),
+                notes=f"{cfg.data.num_parties} parties on {cfg.data.dataset} ({cfg.data.partition} split), "
+                f"{cfg.strategy.algorithm}, backend {cfg.run.backend}.",
+            )
     result.wall_time_s = time.perf_counter() - t_start
     if rd is not None:
-        _atomic_write(rd.path / "summary.json", json.dumps(result.summary(), indent=2))
+        rd.write_text("summary.json", jsonio.dumps(result.summary(), indent=2))
     return result
 
 
@@ -277,6 +262,11 @@ def _privacy_summary(cfg: ExperimentConfig, sim: Simulation) -> dict[str, Any] |
     return out or None
 
 
+def _warn_ineffective(cfg: ExperimentConfig) -> None:
+    for note in ineffective_settings(cfg):
+        warnings.warn(note, ConfigWarning, stacklevel=3)
+
+
 def run(
     config: ExperimentConfig | dict[str, Any] | str | os.PathLike[str],
     out: str | os.PathLike[str] | None = None,
@@ -287,27 +277,38 @@ def run(
     """Run an experiment; with ``write=False`` nothing touches the disk (for tests and notebooks)."""
     t0 = time.perf_counter()
     cfg = as_config(config)
+    _warn_ineffective(cfg)
     fed = build_data(cfg)
     model = build_model(cfg, fed)
-    rd = None
-    if write:
-        rd = RunDirectory(_new_run_dir(cfg, out))
+    rd = RunDirectory(_new_run_dir(cfg, out)) if write else None
     sim = Simulation(cfg, fed, model)
     if rd is not None:
         rd.create(cfg)
     return _execute(cfg, sim, rd, t0, on_round)
 
 
-def resume(run_dir: str | os.PathLike[str], *, on_round: OnRound | None = None) -> Result:
-    """Continue a run from its last checkpoint; reaches the same final model as an uninterrupted run."""
+def resume(
+    run_dir: str | os.PathLike[str], *, rounds: int | None = None, on_round: OnRound | None = None
+) -> Result:
+    """Continue a run from its last usable checkpoint; reaches the same final model as an uninterrupted run.
+
+    ``rounds`` (if given) changes ``run.rounds`` first, the one setting a resumed run may change.
+    """
     t0 = time.perf_counter()
     path = Path(run_dir)
-    if not (path / "config.toml").is_file():
+    rd = RunDirectory(path)
+    if not rd.config_path.is_file():
         raise ConfigError(f"{path} is not a deai run directory (no config.toml)")
-    cfg = load_config(path / "config.toml")
+    cfg = load_config(rd.config_path)
+    if rounds is not None:
+        cfg = cfg.with_sections(source="--rounds", run={"rounds": rounds})
     fed = build_data(cfg)
     model = build_model(cfg, fed)
     sim = Simulation(cfg, fed, model)
-    rd = RunDirectory(path)
-    rd.restore(sim)
+    restored = rd.restore(cfg, sim.state_arrays(), model.layout, sim.load_state)
+    for note in restored[1] if restored else []:
+        warnings.warn(f"resuming {path}: {note}", ConfigWarning, stacklevel=2)
+    if rounds is not None:
+        rd.write_text("config.toml", cfg.to_toml())
+    sim.state.history = rd.restore_metrics(sim.state.round)
     return _execute(cfg, sim, rd, t0, on_round)

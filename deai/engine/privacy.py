@@ -64,6 +64,12 @@ class DPFedAvg:
             )
         self.planned_epsilon = planned
         self.accountant = PrivacyAccountant(pv.delta, pv.accountant, pv.budget_epsilon)
+        if pv.adaptive_clipping and cfg.strategy.aggregator in ("secagg", "he_ckks"):
+            raise ConfigError(
+                "privacy.adaptive_clipping computes its clipped sum and unclipped count on the server in "
+                f"the clear, so under strategy.aggregator '{cfg.strategy.aggregator}' the server would see "
+                "every update; use a fixed privacy.clip_norm with secure aggregation, or aggregator 'mean'"
+            )
         self.adaptive = (
             AdaptiveClipping(
                 initial_clip_norm=pv.clip_norm,
@@ -81,6 +87,7 @@ class DPFedAvg:
             if pv.mode == "distributed"
             else None
         )
+        self.lost = 0  # updates of the last aggregated round that a secure aggregator lost mid-protocol
 
     def client_transforms(self) -> list[UpdateTransform]:
         """What every party applies to its own update before sending it."""
@@ -106,6 +113,7 @@ class DPFedAvg:
     ) -> np.ndarray:
         """The DP-FedAvg average: fixed denominator ``qN``; noise added here in central mode."""
         m, dim = updates.shape
+        self.lost = 0
         if self.adaptive is not None:
             aggregate, self.adaptive_state = self.adaptive(updates, self.adaptive_state, ctx)
             return aggregate.astype(np.float32)
@@ -116,13 +124,23 @@ class DPFedAvg:
             fixed = np.zeros(dim)
         else:
             mean = sum_aggregate(updates, np.ones(m), agg_ctx)  # uniform: a party is one record
-            fixed = mean.astype(np.float64) * (m / self.expected)
+            # SecAgg+ may lose parties after masking; its mean then covers the survivors only.
+            survivor = None if agg_ctx is None else agg_ctx.signals.get("secagg_survivor")
+            summed = m if survivor is None else int(np.count_nonzero(survivor))
+            self.lost = m - summed
+            fixed = mean.astype(np.float64) * (summed / self.expected)
         if self.distributed is None:
             fixed = CentralGaussianNoise(self.noise_multiplier, self.clip_norm, self.expected)(fixed, ctx)
         return fixed.astype(np.float32)
 
     def record(self, reported: int) -> dict[str, float]:
-        self.accountant.record(self.round_noise_multiplier(reported), self.q)
+        """Record the round just aggregated; ``reported`` counts the updates that carry a noise share.
+
+        Shares lost mid-protocol are not in the sum: at least ``reported - lost`` shares reached it,
+        and that is what distributed noise is accounted with (the budget check before the round could
+        not know of those losses, so such a round can end slightly past ``budget_epsilon``).
+        """
+        self.accountant.record(self.round_noise_multiplier(max(0, reported - self.lost)), self.q)
         out = {"epsilon": self.accountant.epsilon(), "delta": self.cfg.privacy.delta}
         if self.adaptive_state is not None:
             out["clip_norm"] = float(self.adaptive_state["clip_norm"])

@@ -8,6 +8,7 @@ purpose), so a run resumed from a checkpoint is bit-identical to one never inter
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,25 +24,36 @@ from deai.engine.backends import Backend, TrainJob, make_backend
 from deai.engine.participation import party_speeds, plan_round
 from deai.engine.strategy import Strategy, build_strategy
 from deai.models.base import Model
+from deai.privacy.secagg.errors import SecAggError
 from deai.rng import Purpose, key
 from deai.train import LocalSpec, planned_steps, train_parties
 from deai.train.scaffold import ScaffoldControls
 from deai.transforms import TransformContext, chain
-from deai.verify.validation import validate_updates
+from deai.verify.validation import NON_FINITE, NORM_OVERFLOW, row_norms, validate_updates
+
+log = logging.getLogger("deai.engine")
+
+# Rejection reasons that mean an update could not be used at all (rather than failing a policy).
+UNUSABLE = {NON_FINITE, NORM_OVERFLOW}
 
 EVAL_CHUNK = 4096
 
 
 def evaluate(model: Model, w: np.ndarray, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Accuracy, balanced accuracy (mean per-class recall) and mean cross-entropy on ``x, y``."""
+    """Accuracy, balanced accuracy (mean per-class recall) and mean cross-entropy on ``x, y``.
+
+    The loss is ``inf`` when the model's logits overflow (a diverged model); the run loop stops on it.
+    """
     if len(y) == 0:
-        return {"accuracy": float("nan"), "balanced_accuracy": float("nan"), "loss": float("nan")}
+        raise ValueError("the evaluation set is empty: set data.holdout_fraction or data.test_fraction")
     num_classes = model.num_classes
     hits = np.zeros(num_classes)
     loss_sum = 0.0
     for s in range(0, len(y), EVAL_CHUNK):
         xb, yb = x[s : s + EVAL_CHUNK], y[s : s + EVAL_CHUNK]
         logits = model.logits(w[None, :], xb[None])[0].astype(np.float64)
+        if not np.isfinite(logits).all():
+            return {"accuracy": 0.0, "balanced_accuracy": 0.0, "loss": float("inf")}
         z = logits - logits.max(axis=1, keepdims=True)
         logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
         loss_sum += float(-logp[np.arange(len(yb)), yb].sum())
@@ -118,6 +130,7 @@ class Simulation:
             self.dp = DPFedAvg(cfg, fed.num_parties)
             self.strategy.transforms = chain(*self.dp.client_transforms())
         self.stopped: str | None = None  # why the run ended before run.rounds, if it did
+        self.diverged = False  # the run stopped because training diverged (see _diverged)
         self.trained_rounds = np.zeros(fed.num_parties, dtype=np.int64)  # rounds each party trained in
         w0 = model.init_params(seed)
         self.state = SimulationState(
@@ -201,6 +214,7 @@ class Simulation:
             poisson=part.poisson,
         )
         ids = plan.participants
+        before = (st.params, st.server_state)  # the last released model, kept if this round diverges
         metrics: dict[str, Any] = {
             "round": r,
             "sampled": len(plan.sampled),
@@ -234,6 +248,11 @@ class Simulation:
             metrics["rejected"] = len(check.reasons)
             if check.reasons:
                 metrics["rejected_reasons"] = check.counts()
+            if set(check.reasons.values()) <= UNUSABLE and len(check.reasons) == len(ids):
+                return self._diverged(
+                    f"round {r}: every party's update was non-finite or too large to aggregate "
+                    f"({check.counts()}), so local training diverged"
+                )
             keep = check.accepted
             if self.controls is not None and keep.any():
                 self.controls.update(ids[keep], res.deltas[keep], res.steps[keep], strat.local.lr)
@@ -245,33 +264,50 @@ class Simulation:
                 ctx = AggregationContext(round=r, party_ids=ids_k, steps=steps_k)
                 if self.root is not None:
                     ctx.signals["server_update"] = self._root_update(r)
-                if self.dp is None:
-                    update = strat.aggregator(deltas_k, weights_k, ctx)
-                else:
+                if self.dp is not None:
                     honest = int((~malicious[keep]).sum())  # crafted rows carry no noise share
                     if not self._privacy_allows_release(r, honest):
                         return None  # nothing released, the round does not count
-                    tctx = TransformContext(cfg.run.seed, r, ids_k)
-                    update = self.dp.aggregate(deltas_k, tctx, strat.aggregator, ctx)
-                    metrics.update(self.dp.record(honest))
-                st.params, st.server_state = strat.server_opt.step(st.params, update, st.server_state)
-                metrics.update(self._signals(ids_k, deltas_k, weights_k, malicious[keep], update, ctx))
+                try:
+                    if self.dp is None:
+                        update = strat.aggregator(deltas_k, weights_k, ctx)
+                    else:
+                        tctx = TransformContext(cfg.run.seed, r, ids_k)
+                        update = self.dp.aggregate(deltas_k, tctx, strat.aggregator, ctx)
+                        metrics.update(self.dp.record(honest))
+                except (ValueError, ArithmeticError, SecAggError) as err:
+                    # validated updates reached the rule, so this is the rule's limit (e.g. Krum with too
+                    # few updates this round), not a crash: the round releases nothing and says why
+                    name = getattr(strat.aggregator, "name", type(strat.aggregator).__name__)
+                    metrics["skipped"] = f"aggregator {name} could not aggregate this round: {err}"
+                    log.warning("round %d: %s", r, metrics["skipped"])
+                    update = None
+                if update is not None:
+                    params, server_state = strat.server_opt.step(st.params, update, st.server_state)
+                    if not np.all(np.isfinite(params)):
+                        return self._diverged(f"round {r}: the global model became non-finite")
+                    st.params, st.server_state = params, server_state
+                    metrics.update(self._signals(ids_k, deltas_k, weights_k, malicious[keep], update, ctx))
             if self.dp is not None and not keep.any():
                 if not self._release_noise_only(r, metrics):
                     return None
             if np.isfinite(res.train_loss).all():  # Opacus' trainer reports no loss
                 metrics["train_loss"] = float(np.average(res.train_loss, weights=weights))
-            metrics["update_norm_mean"] = float(np.linalg.norm(res.deltas, axis=1).mean())
+            metrics["update_norm_mean"] = float(row_norms(res.deltas).mean())
             metrics["mean_local_steps"] = float(res.steps.mean())
         elif self.dp is not None and not self._release_noise_only(r, metrics):
             return None
-        if not np.all(np.isfinite(st.params)):
-            raise FloatingPointError(
-                f"the global model became non-finite in round {r}; lower strategy.lr or strategy.server_lr"
-            )
+        if not np.all(np.isfinite(st.params)):  # e.g. a DP noise-only release on a huge model
+            st.params, st.server_state = before
+            return self._diverged(f"round {r}: the global model became non-finite")
         if r % cfg.run.eval_every == 0 or r == cfg.run.rounds:
-            metrics.update(evaluate(self.model, st.params, self.fed.x_eval, self.fed.y_eval))
+            scores = evaluate(self.model, st.params, self.fed.x_eval, self.fed.y_eval)
+            if not np.isfinite(scores["loss"]):
+                st.params, st.server_state = before
+                return self._diverged(f"round {r}: the global model's outputs overflow (infinite loss)")
+            metrics.update(scores)
         st.round = r
+        metrics["released"] = st.params is not before[0]  # did this round change the global model?
         st.wall_time_s += time.perf_counter() - t0
         metrics["wall_time_s"] = round(st.wall_time_s, 6)
         st.history.append(metrics)
@@ -282,7 +318,10 @@ class Simulation:
             while self.state.round < self.cfg.run.rounds:
                 if self.dp is not None and not self._privacy_allows_next_round():
                     break
-                m = self.run_round()
+                # Overflow in a diverging party's arithmetic is expected and handled (validation rejects
+                # the update, the run stops as diverged); NumPy's warnings would only bury that message.
+                with np.errstate(over="ignore", invalid="ignore"):
+                    m = self.run_round()
                 if m is None:
                     self._evaluate_last()
                     break
@@ -312,6 +351,17 @@ class Simulation:
                 worst, compute_epsilon(pv.example_noise_multiplier, q, steps, pv.delta, pv.accountant)
             )
         return worst
+
+    def _diverged(self, what: str) -> None:
+        """Stop the run on a diverged model or local training; the last released model stays the result."""
+        lr, server_lr = self.cfg.strategy.lr, self.strategy.server_opt.lr
+        self.diverged = True
+        self.stopped = (
+            f"diverged: {what}; the last finite model (round {self.state.round}) is kept. Lower "
+            f"strategy.lr (now {lr:g}) or strategy.server_lr (now {server_lr:g}), or bound updates with "
+            "strategy.clip_norm"
+        )
+        return None
 
     def _evaluate_last(self) -> None:
         """A run that stops early still reports the accuracy of the last released model."""

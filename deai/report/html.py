@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+
+from deai import jsonio
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -92,7 +93,7 @@ def write_report(
 <h2>Per-round metrics</h2>
 {"".join(f"<h3>{html.escape(label)}</h3>" + _table(_round_rows(h)) for label, h in runs)}
 <h2>Configuration</h2><pre>{html.escape(config_text)}</pre>
-<script type="application/json" id="metrics">{html.escape(json.dumps(dict(runs)))}</script>
+<script type="application/json" id="metrics">{html.escape(jsonio.dumps(dict(runs)))}</script>
 </body></html>"""
     path.write_text(page)
     return path

@@ -281,3 +281,51 @@ def test_federation_rejects_natural_without_groups():
 def test_federation_rejects_bad_max_examples():
     with pytest.raises(ValueError, match="max_examples must be None or an integer >= 1"):
         build_federation(numbered_dataset(), 4, "iid", seed=0, max_examples=0)
+
+
+def test_holdout_is_stratified_and_belongs_to_no_party():
+    dataset = numbered_dataset(400)  # 80 rows of each of 5 classes
+    fed = build_federation(dataset, 8, "iid", seed=3, holdout_fraction=0.25)
+    held = rows_of(fed.x_eval)
+    assert np.bincount(fed.y_eval, minlength=5).tolist() == [20] * 5  # exactly a quarter of each class
+    parties = rows_of(fed.x_train) + rows_of(fed.x_test)
+    assert not set(held) & set(parties) and sorted(held + parties) == list(range(400))
+    again = build_federation(dataset, 8, "iid", seed=3, holdout_fraction=0.25)
+    assert rows_of(again.x_eval) == held  # seeded
+    assert rows_of(build_federation(dataset, 8, "iid", seed=4, holdout_fraction=0.25).x_eval) != held
+
+
+def test_replicate_tiles_only_rows_outside_the_holdout():
+    dataset = numbered_dataset(100)
+    fed = build_federation(dataset, 50, "iid", seed=0, holdout_fraction=0.2, replicate=3, test_fraction=0.0)
+    held = set(rows_of(fed.x_eval))
+    trained = rows_of(fed.x_train)
+    assert len(held) == 20 and len(trained) == 3 * 80
+    assert not held & set(trained)  # no copy of an evaluation row is trained on
+    assert np.bincount(trained).max() == 3
+
+
+def test_official_test_split_wins_over_holdout():
+    fed = build_federation(numbered_dataset(with_test=True), 4, "iid", seed=0, holdout_fraction=0.3)
+    assert fed.x_eval.shape == (9, 2) and fed.train_sizes.sum() + fed.test_sizes.sum() == 400
+
+
+def test_empty_evaluation_set_is_refused_up_front():
+    from deai.config import ConfigError, parse_config
+    from deai.engine.api import build_data
+
+    cfg = parse_config({"data": {"dataset": "digits", "num_parties": 1000, "test_fraction": 0.1}})
+    with pytest.raises(ConfigError, match="the evaluation set is empty.*data.holdout_fraction"):
+        build_data(cfg)
+    cfg = cfg.with_sections(data={"holdout_fraction": 0.2})
+    assert len(build_data(cfg).y_eval) == 359  # a fifth of each digit class
+
+
+def test_replicate_defaults_to_a_holdout_so_evaluation_is_clean():
+    from deai.config import parse_config
+    from deai.engine.api import build_data
+
+    fed = build_data(parse_config({"data": {"dataset": "digits", "num_parties": 100, "replicate": 3}}))
+    evaluation = {row.tobytes() for row in fed.x_eval}
+    assert len(fed.y_eval) == 359
+    assert not any(row.tobytes() in evaluation for row in np.concatenate([fed.x_train, fed.x_test]))

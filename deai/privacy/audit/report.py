@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from deai import jsonio
 from deai.config import ExperimentConfig, load_config
 from deai.data import FederatedData
 from deai.models import Model
@@ -101,7 +102,7 @@ def audit_run(run_dir: str | os.PathLike[str], *, seed: int = 0, max_examples: i
         "inversion": inversion,
     }
     tmp = path / "audit.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.write_text(jsonio.dumps(result, indent=2) + "\n")
     tmp.replace(path / "audit.json")
     return result
 

@@ -7,7 +7,9 @@ Privacy"; Mironov, Talwar & Zhang 2019, "Rényi Differential Privacy of the Samp
 Mechanism") or PLD (Koskela et al. 2020; Doroshenko et al. 2022, "Connect the Dots: Tighter
 Discrete Approximations of Privacy Loss Distributions"). This module does bookkeeping only: it
 builds ``DpEvent`` objects and asks the library for epsilon — no privacy formula is written here,
-in the spirit of Opacus' ``accountants/`` beside ``accountants/analysis/``.
+in the spirit of Opacus' ``accountants/`` beside ``accountants/analysis/``. It does size a PLD
+before asking for it: the privacy-loss range grows like ``1 / z^2``, so at tiny noise the grid is
+coarsened (pessimistic rounding keeps epsilon an upper bound) or, beyond any grid, refused.
 
 Neighbouring relation: add-or-remove one record (the library default), where a record is one
 party's whole data for user-level DP-FedAvg and one example for DP-SGD.
@@ -19,12 +21,23 @@ import contextlib
 import functools
 import logging
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import dp_accounting
 import numpy as np
 from dp_accounting import pld, rdp
+from dp_accounting.pld import common as pld_common
+from dp_accounting.pld import privacy_loss_distribution as pld_distribution
+from dp_accounting.pld import privacy_loss_mechanism as pld_mechanism
+
+from deai.config import DeaiWarning
+
+
+class AccountingWarning(DeaiWarning):
+    """The accountant had to trade tightness for bounded work; epsilon is still a valid upper bound."""
+
 
 AccountantKind = Literal["rdp", "pld"]
 
@@ -42,10 +55,29 @@ DEFAULT_PLD_VALUE_DISCRETIZATION = 1e-3
 #: chosen by its authors to cover the Gaussian mechanism in the regimes of interest.
 RDP_ORDERS: tuple[float, ...] = tuple(float(a) for a in rdp.rdp_privacy_accountant.DEFAULT_RDP_ORDERS)
 
+#: Most bins of the composed PLD (summed over a history's entries and pmfs) that dp_accounting is
+#: asked to build: about 1-2 s and 16 MiB. The privacy-loss range grows like ``1 / z^2``, so at tiny
+#: noise (z = 0.01, q = 0.5, 100 steps: 4e8 bins at 1e-3) the library would run for many minutes and
+#: tens of GB; there the interval is coarsened instead (see :func:`pld_discretization`).
+PLD_MAX_BINS = 2**21
+
+# Each mechanism's pmfs are built point by point before any composition (the slow step, ~10 us a
+# bin); this caps their bins, summed.
+_PLD_MAX_BUILT_BINS = 2**17
+# Coarsest interval used (nats per bin). dp_accounting computes exp(interval), which overflows near
+# 709; 64 is far from that and already means epsilon in the tens of millions.
+_PLD_MAX_INTERVAL = 64.0
+# Share of those caps each PLD of a calibration search gets: Brent's method evaluates a dozen.
+_PLD_SEARCH_BIN_SHARE = 1 / 8
+# Bins of the coarse probe PLD whose truncation bounds estimate the composed PLD's width.
+_PLD_PROBE_BINS = 2000
+# Tail mass that dp_accounting's self-composition may truncate (its default in ``self_compose``).
+_PLD_TAIL_MASS = 1e-15
+
 # Composed accountants are cached by event history: the epsilon of the same history at another
-# delta, a budget check followed by the same record, and the bracketing probes of a calibration
-# then cost nothing. Histories are tiny tuples; PLD objects can hold ~1e5 bins, hence a small cache.
-_CACHE_SIZE = 32
+# delta and a budget check followed by the same record then cost nothing. Histories are tiny
+# tuples; a PLD can hold up to PLD_MAX_BINS bins (16 MiB), hence a small cache.
+_CACHE_SIZE = 8
 
 _History = tuple[tuple[float, float, int], ...]
 
@@ -154,6 +186,134 @@ def _composed(
     return acc
 
 
+# ---------------------------------------------------------------------------- PLD size
+def _loss_widths(noise_multiplier: float, sampling_rate: float) -> float:
+    """Summed width in nats of the privacy-loss supports dp_accounting builds for one mechanism.
+
+    One pmf without subsampling (the PLD is symmetric), one per adjacency (remove, add) with it.
+    """
+    adjacencies = [pld_mechanism.AdjacencyType.REMOVE]
+    if sampling_rate < 1.0:
+        adjacencies.append(pld_mechanism.AdjacencyType.ADD)
+    width = 0.0
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        for adjacency in adjacencies:
+            try:
+                bounds = pld_mechanism.GaussianPrivacyLoss(
+                    noise_multiplier, sampling_prob=sampling_rate, adjacency_type=adjacency
+                ).connect_dots_bounds()
+            except (OverflowError, ZeroDivisionError):
+                return math.inf
+            width += bounds.epsilon_upper - bounds.epsilon_lower
+    return width if math.isfinite(width) else math.inf
+
+
+@functools.lru_cache(maxsize=256)
+def _entry_widths(
+    noise_multiplier: float, sampling_rate: float, steps: int, requested: float, max_bins: float
+) -> tuple[float, float]:
+    """(built, composed) privacy-loss widths in nats of one history entry's PLD, summed over its pmfs.
+
+    The composed width is only estimated (by a probe) when ``steps`` untruncated copies of the
+    built width would not fit in ``max_bins`` bins of ``requested`` nats.
+    """
+    if sampling_rate == 1.0:
+        # The library composes in closed form: one Gaussian with noise z / sqrt(steps).
+        width = _loss_widths(noise_multiplier / math.sqrt(steps), 1.0)
+        return width, width
+    built = _loss_widths(noise_multiplier, sampling_rate)
+    if steps * built / requested <= max_bins:
+        return built, steps * built  # even untruncated, the composition fits
+    if not built / _PLD_MAX_BUILT_BINS <= _PLD_MAX_INTERVAL:
+        return built, math.inf  # refused without building anything
+    return built, _composed_width(noise_multiplier, sampling_rate, steps, built)
+
+
+def _composed_width(noise_multiplier: float, sampling_rate: float, steps: int, built: float) -> float:
+    """Summed width in nats of ``steps`` self-compositions, from the library's own truncation bounds.
+
+    dp_accounting truncates a self-composition to the range its Chernoff bound leaves
+    (``common.compute_self_convolve_bounds``); applied to a coarse probe of the same PLD it gives
+    the composed width without building it. The probe reads the two pmfs of dp_accounting 0.6's
+    ``PrivacyLossDistribution``, which has no public accessor for them.
+    """
+    interval = min(built / _PLD_PROBE_BINS, _PLD_MAX_INTERVAL)
+    probe = pld_distribution.from_gaussian_mechanism(
+        noise_multiplier, value_discretization_interval=interval, sampling_prob=sampling_rate
+    )
+    width = 0.0
+    for pmf in (probe._pmf_remove, probe._pmf_add):
+        probs = pmf.to_dense_pmf()._probs
+        lower, upper = pld_common.compute_self_convolve_bounds(probs, steps, _PLD_TAIL_MASS)
+        width += (upper - lower + 1) * interval
+    return width
+
+
+def _coarsened(requested: float, needed: float) -> float:
+    """The smallest ``requested * 2**k`` (k >= 0) that is at least ``needed``."""
+    if needed <= requested:
+        return requested
+    if not math.isfinite(needed):
+        return math.inf
+    return requested * 2.0 ** math.ceil(math.log2(needed / requested))
+
+
+def _pld_interval(history: _History, requested: float, delta: float, bin_share: float = 1.0) -> float:
+    """The discretization for ``history``: ``requested``, or ``requested * 2**k`` when that is too fine.
+
+    Coarser bins keep the PLD a valid upper bound (dp_accounting rounds pessimistically and moves
+    truncated tails to the infinite-loss mass), only less tight. ``bin_share`` scales the bin caps
+    (a search that evaluates many PLDs affords each a smaller one). Raises ``ValueError`` when no
+    interval up to 64 nats keeps the PLD under :data:`PLD_MAX_BINS`.
+    """
+    widths = [_entry_widths(z, q, n, requested, PLD_MAX_BINS * bin_share) for z, q, n in history]
+    built = sum(b for b, _ in widths)
+    composed = sum(c for _, c in widths)
+    needed = max(built / _PLD_MAX_BUILT_BINS, composed / PLD_MAX_BINS)
+    ceiling = max(_PLD_MAX_INTERVAL, requested)
+    if not _coarsened(requested, needed) <= ceiling:
+        z = min(z for z, _, _ in history)
+        rdp_bound = _epsilon_of_history(history, delta, "rdp", requested)
+        bound = f"bounds it by {rdp_bound:.3g}" if math.isfinite(rdp_bound) else "gives no finite bound"
+        span = composed if math.isfinite(composed) else built
+        raise ValueError(
+            f"noise_multiplier={z:g} is too small for the PLD accountant: its privacy-loss distribution "
+            f"spans {span:.3g} nats or more, over {PLD_MAX_BINS} bins even {_PLD_MAX_INTERVAL:g} nats "
+            f"wide; epsilon is far beyond any useful guarantee (the RDP accountant {bound}): use "
+            "accountant='rdp' or raise noise_multiplier"
+        )
+    return min(_coarsened(requested, needed / bin_share), ceiling)
+
+
+def pld_discretization(
+    noise_multiplier: float,
+    sampling_rate: float,
+    steps: int,
+    delta: float,
+    pld_value_discretization: float = DEFAULT_PLD_VALUE_DISCRETIZATION,
+) -> float:
+    """The PLD discretization interval :func:`compute_epsilon` uses for this mechanism.
+
+    ``pld_value_discretization`` where the composed PLD fits in :data:`PLD_MAX_BINS` bins; else the
+    smallest ``pld_value_discretization * 2**k`` that fits (with a warning). The privacy-loss range
+    grows like ``1 / z^2``, so only small noise multipliers need it, and epsilon is then above 10.
+    The epsilon stays a valid upper bound, only less tight; measured against 1e-3 where that is
+    feasible, the relative change stayed under 2e-5 (z = 0.3, q = 0.1, 10,000 steps; z = 0.2,
+    q = 0.5, 1,000 steps; z = 1, q = 1, 10,000 steps, whose closed-form epsilon 5425.51 lies below
+    both 5426.43 at 0.256 and 5426.49 at 1e-3). Raises ``ValueError`` (naming the RDP bound) when
+    no interval up to 64 nats fits; ``delta`` only enters that message.
+    """
+    entry = (
+        _check_noise_multiplier(noise_multiplier),
+        _check_sampling_rate(sampling_rate),
+        _check_steps(steps),
+    )
+    requested = _check_discretization(pld_value_discretization)
+    if _is_free(entry) or _is_non_private(entry):
+        return requested
+    return _pld_interval((entry,), requested, _check_delta(delta))
+
+
 def _epsilon_of_history(
     history: _History, delta: float, accountant: AccountantKind, discretization: float
 ) -> float:
@@ -162,8 +322,24 @@ def _epsilon_of_history(
         return 0.0
     if any(_is_non_private(e) for e in history):
         return math.inf
-    with _quiet_absl():
-        return float(_composed(history, accountant, discretization).get_epsilon(delta))
+    interval = discretization
+    if accountant == "pld":
+        interval = _pld_interval(history, discretization, delta)
+        if interval != discretization:
+            warnings.warn(
+                f"PLD discretization coarsened from {discretization:g} to {interval:g} nats so that the "
+                f"privacy-loss distribution of noise_multiplier={min(z for z, _, _ in history):g} fits in "
+                f"{PLD_MAX_BINS} bins; epsilon remains an upper bound",
+                AccountingWarning,
+                stacklevel=3,
+            )
+    with _quiet_absl(), np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        try:
+            eps = float(_composed(history, accountant, interval).get_epsilon(delta))
+        except (OverflowError, ZeroDivisionError):
+            # Noise so small (z ~ 1e-300) that the library's arithmetic overflows: no finite guarantee.
+            return math.inf
+    return math.inf if math.isnan(eps) else eps
 
 
 @contextlib.contextmanager
@@ -205,12 +381,20 @@ def compute_epsilon(
         Target delta in (0, 1); usually well below ``1 / number of records``.
     accountant:
         ``"rdp"`` (orders :data:`RDP_ORDERS`) or ``"pld"`` (tighter; discretization
-        ``pld_value_discretization``, see :data:`DEFAULT_PLD_VALUE_DISCRETIZATION`).
+        ``pld_value_discretization``, see :data:`DEFAULT_PLD_VALUE_DISCRETIZATION`, coarsened with
+        a warning where tiny noise would make the PLD too large: see :func:`pld_discretization`).
 
     Returns
     -------
     float
-        Epsilon, or ``math.inf`` when ``noise_multiplier == 0`` and something is released.
+        Epsilon, or ``math.inf`` when ``noise_multiplier == 0`` (or so small that the library's
+        arithmetic overflows) and something is released.
+
+    Raises
+    ------
+    ValueError
+        On an invalid argument, or under PLD when the noise is too small for any discretization
+        (the message gives the RDP bound instead).
     """
     z = _check_noise_multiplier(noise_multiplier)
     q = _check_sampling_rate(sampling_rate)
@@ -240,7 +424,9 @@ def calibrate_noise_multiplier(
     same library call as :func:`compute_epsilon`.
 
     ``tolerance`` is relative to the bracket's upper end: the result is within
-    ``tolerance * upper`` of the exact minimum, always on the private side.
+    ``tolerance * upper`` of the exact minimum, always on the private side. Under PLD, where small
+    noise makes the search coarsen the discretization (see :func:`pld_discretization`), the result
+    may lie up to a few 1e-5 (relative) higher, so that :func:`compute_epsilon` of it meets the target.
 
     Returns ``0.0`` when ``steps == 0`` or ``sampling_rate == 0`` (nothing is released, so no
     noise is needed).
@@ -261,10 +447,18 @@ def calibrate_noise_multiplier(
     def epsilon(z: float) -> float:
         return _epsilon_of_history(((z, q, n),), d, kind, interval)
 
+    def search_interval(z: float) -> float:
+        if kind == "rdp":
+            return interval
+        return _pld_interval(((z, q, n),), interval, d, bin_share=_PLD_SEARCH_BIN_SHARE)
+
+    def search_epsilon(z: float) -> float:
+        return _epsilon_of_history(((z, q, n),), d, kind, search_interval(z))
+
     # Bracket [lower, upper] with epsilon(lower) > target >= epsilon(upper).
-    if epsilon(1.0) > target:
+    if search_epsilon(1.0) > target:
         lower, upper = 1.0, 2.0
-        while epsilon(upper) > target:
+        while search_epsilon(upper) > target:
             lower, upper = upper, upper * 2.0
             if upper > 2.0**30:
                 raise ValueError(
@@ -273,7 +467,7 @@ def calibrate_noise_multiplier(
                 )
     else:
         lower, upper = 0.5, 1.0
-        while epsilon(lower) <= target:
+        while search_epsilon(lower) <= target:
             lower, upper = lower / 2.0, lower
             if lower < 1e-6:
                 raise ValueError(
@@ -281,22 +475,35 @@ def calibrate_noise_multiplier(
                     f"sampling_rate={q}, steps={n}, delta={d}; the target is too loose to calibrate"
                 )
 
+    # The PLD widens as z falls, so the bracket's lower end needs the coarsest interval of the
+    # search; using it throughout keeps every probe of the root finder small.
+    root_interval = search_interval(lower)
+
     def make_accountant() -> dp_accounting.PrivacyAccountant:
         if kind == "rdp":
             return rdp.RdpAccountant(orders=RDP_ORDERS)
-        return pld.PLDAccountant(value_discretization_interval=interval)
+        return pld.PLDAccountant(value_discretization_interval=root_interval)
 
+    step = float(tolerance) * upper
     with _quiet_absl():
-        return float(
+        z = float(
             dp_accounting.calibrate_dp_mechanism(
                 make_accountant,
                 lambda z: subsampled_gaussian_event(z, q, n),
                 target,
                 d,
                 bracket_interval=dp_accounting.ExplicitBracketInterval(lower, upper),
-                tol=float(tolerance) * upper,
+                tol=step,
             )
         )
+    if root_interval != interval:
+        # The search coarsened the PLD, and compute_epsilon(z) (finer) can differ by ~1e-5 either
+        # way: step z up, 1e-5 relative at first, until the epsilon users will be shown meets the target.
+        step = 1e-5 * z
+        z += step
+        while epsilon(z) > target:
+            z, step = z + step, step * 2.0
+    return z
 
 
 # ---------------------------------------------------------------------------- stateful accountant
