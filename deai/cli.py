@@ -93,6 +93,65 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_options(items: Sequence[str] | None, flag: str, example: str) -> dict[str, dict]:
+    """``NAME.KEY=VALUE`` items (values parsed as JSON when they are) into ``{name: {key: value}}``."""
+    options: dict[str, dict] = {}
+    for item in items or []:
+        name, _, assignment = item.partition(".")
+        key, eq, raw = assignment.partition("=")
+        if not (name and key and eq):
+            raise ConfigError(f"{flag} {item!r}: use NAME.KEY=VALUE, e.g. {example}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        options.setdefault(name, {})[key] = value
+    return options
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from deai.collaboration import compare, markdown
+    from deai.config import load_config
+
+    cfg = load_config(args.config)
+    algorithms = [a.strip() for a in args.algorithms.split(",") if a.strip()]
+    if not algorithms:
+        raise ConfigError("--algorithms: give at least one, e.g. fedavg,scaffold")
+    if args.seeds < 2:
+        raise ConfigError(f"--seeds must be at least 2 for a confidence interval; got {args.seeds}")
+    seeds = [cfg.run.seed + i for i in range(args.seeds)]
+    options = parse_options(args.strategy_option, "--strategy-option", "fedadam.server_lr=0.03")
+    out = Path(args.out or "runs/compare")
+    from deai.engine.rundir import RunDirectory
+
+    rd = RunDirectory(out)
+    with rd.writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+    steps = len(seeds) * (len(algorithms) + 2 + (0 if args.no_references else 1))
+    progress, _ = round_progress(steps, "local-only / federated / pooled")
+    task = progress.task_ids[0]
+    with progress:
+        report = compare(
+            cfg,
+            algorithms,
+            seeds,
+            strategy_options=options,
+            references=not args.no_references,
+            on_run=lambda label: progress.update(task, advance=1, status=escape(label)),
+        )
+    rd.write_text("collaboration.json", jsonio.dumps(report, indent=2))
+    table = markdown(report)
+    rd.write_text("collaboration.md", table)
+    if args.json:
+        print(jsonio.dumps(report))
+    else:
+        print(table)
+    say(escape(f"written: {out / 'collaboration.md'} and {out / 'collaboration.json'}"))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from deai.demo import run_demo
 
@@ -109,17 +168,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     from deai.robustness import DEFENCES, JOURNAL, finished_cells, plan_matrix, run_matrix
 
     attacks = [a for a in args.attacks.split(",") if a]
-    attack_options: dict[str, dict] = {}
-    for item in args.attack_option or []:
-        name, _, assignment = item.partition(".")
-        option, eq, raw = assignment.partition("=")
-        if not (name and option and eq):
-            raise ConfigError(f"--attack-option {item!r}: use ATTACK.OPTION=VALUE, e.g. ipm.epsilon=100")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        attack_options.setdefault(name, {})[option] = value
+    attack_options = parse_options(args.attack_option, "--attack-option", "ipm.epsilon=100")
     defences = [d for d in (args.defences or ",".join(DEFENCES)).split(",") if d]
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1; got {args.jobs}")
@@ -350,9 +399,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_privacy_sweep)
 
+    p_cmp = sub.add_parser(
+        "compare", help="what federation buys: local-only, federated and pooled models over seeds"
+    )
+    p_cmp.add_argument(
+        "config", help="experiment TOML with data.holdout_fraction (the task's evaluation rows)"
+    )
+    p_cmp.add_argument(
+        "--algorithms", default="fedavg,scaffold", help="comma-separated (default fedavg,scaffold)"
+    )
+    p_cmp.add_argument("--seeds", type=int, default=5, help="seeds run.seed, run.seed+1, ... (default 5)")
+    p_cmp.add_argument(
+        "--strategy-option",
+        action="append",
+        metavar="ALGORITHM.KEY=VALUE",
+        help="a strategy setting for one algorithm, e.g. fedadam.server_lr=0.03 (repeatable)",
+    )
+    p_cmp.add_argument("--no-references", action="store_true", help="skip the scikit-learn reference models")
+    p_cmp.add_argument("--out", help="directory for collaboration.md/.json (default runs/compare)")
+    p_cmp.add_argument("--json", action="store_true")
+    p_cmp.set_defaults(func=cmd_compare)
+
     p_demo = sub.add_parser("demo", help="the end-to-end story on the embedded defaults (88 clinics)")
     p_demo.add_argument("--out", default="runs/demo", help="directory for the demo's runs and report")
-    p_demo.add_argument("--rounds", type=int, default=30)
+    p_demo.add_argument("--rounds", type=int, default=60, help="rounds of each clinic run (default 60)")
     p_demo.add_argument("--json", action="store_true")
     p_demo.set_defaults(func=cmd_demo)
     return parser

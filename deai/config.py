@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from deai.data.datasets import DATASETS
 from deai.data.partition import PARTITIONS
+from deai.notice import DeaiWarning
 
 # Each set of names is written once, as the Literal pydantic validates against; the tuples derive from it.
 Algorithm = Literal["fedavg", "fedprox", "scaffold", "fedadam", "fedyogi", "fedadagrad", "fednova"]
@@ -29,10 +30,6 @@ MODELS: tuple[str, ...] = get_args(ModelKind)
 
 class ConfigError(ValueError):
     """A configuration problem, with a message that says what to fix."""
-
-
-class DeaiWarning(UserWarning):
-    """Something a user should read, that does not stop the work (the CLI prints it as ``warning: ...``)."""
 
 
 class ConfigWarning(DeaiWarning):

@@ -10,7 +10,12 @@ from deai.demo import run_demo
 @pytest.mark.slow
 def test_demo_runs_end_to_end_and_writes_its_report(tmp_path):
     summary = run_demo(out=tmp_path, rounds=5)
-    assert {r["algorithm"] for r in summary["learning"]} == {"fedavg", "scaffold"}
+    rows = {r["model"]: r for r in summary["collaboration"]["rows"]}
+    assert {"local-only", "federated: fedavg", "federated: scaffold", "federated: fedadam", "pooled"} <= set(
+        rows
+    )
+    assert summary["collaboration"]["seeds"] == [0, 1, 2, 3, 4]
+    assert all(len(rows[m]["per_seed"]) == 5 for m in ("local-only", "pooled", "federated: scaffold"))
     page = (tmp_path / "report.html").read_text()
     for heading in ("Privacy: secure aggregation and leakage", "Privacy: differential privacy", "Robustness"):
         assert heading in page

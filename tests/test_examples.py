@@ -21,11 +21,11 @@ NUM_CLASSES = {"digits": 10, "fashion_mnist": 10, "breast_cancer": 2, "covid_cli
 # score that "past chance" must be about: covid_clinics is 92.5% negative, and predicting "negative"
 # always scores 0.925 accuracy. Measured after 2 rounds: the 10-class examples 0.40 (cnn_fashion_mnist),
 # 0.49 (fedadam/fedyogi_dirichlet) to 0.91 (fedavg_digits); mlp_breast_cancer 0.74 (0.85 under an earlier
-# per-party test split). covid_clinics is hard for a linear model (centralized class-weighted logistic
-# regression reaches 0.47; the example ~0.40 after 30 rounds) and after 2 rounds is only 0.369, so it
-# trains 4: 0.400 at seed 0, 0.381-0.400 over seeds 0-4.
-ROUNDS = {"covid_clinics": 4}
-MARGIN_ABOVE_CHANCE = {"covid_clinics": 0.03}
+# per-party test split). covid_clinics (SCAFFOLD, scored on the task's held-out patients) is hard for a
+# linear model (pooled logistic regression reaches ~0.48) and needs a few rounds: after 8 it scores
+# 0.424, 0.444, 0.436, 0.473, 0.425 at seeds 0-4.
+ROUNDS = {"covid_clinics": 8}
+MARGIN_ABOVE_CHANCE = {"covid_clinics": 0.05}
 DEFAULT_MARGIN = 0.15
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import gzip
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,8 @@ class Dataset:
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
     feature_names: tuple[str, ...] | None = None
+    # who each row is about (e.g. a patient): a held-out evaluation set keeps each subject's rows together
+    subjects: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         _check_split(self.name, "x", "y", self.x, self.y, self.num_classes)
@@ -66,6 +69,8 @@ class Dataset:
             )
         if self.groups is not None and self.groups.shape != self.y.shape:
             raise ValueError(f"dataset {self.name!r}: groups must have shape {self.y.shape}")
+        if self.subjects is not None and self.subjects.shape != self.y.shape:
+            raise ValueError(f"dataset {self.name!r}: subjects must have shape {self.y.shape}")
         if self.feature_names is not None and len(self.feature_names) != self.x.shape[1]:
             raise ValueError(
                 f"dataset {self.name!r}: {len(self.feature_names)} feature_names for "
@@ -227,6 +232,17 @@ def load_fashion_mnist(directory: str | os.PathLike[str] | None = None) -> Datas
     )
 
 
+COVID_AGE_EDGES = (1, 5, 12, 18, 25, 40, 60)  # years: infant, preschool, child, teen, young adult, adult...
+COVID_TAT_EDGES = (0.5, 1, 2, 4, 8, 24)  # hours from collection to receipt
+
+
+def _band_labels(edges: Sequence[float], unit: str) -> list[str]:
+    bounds = ["0", *(f"{e:g}" for e in edges)]
+    return [f"{lo}-{hi}{unit}" for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)] + [
+        f"{edges[-1]:g}+{unit}"
+    ]
+
+
 def load_covid_clinics() -> Dataset:
     """SARS-CoV-2 PCR tests at 88 clinics of CHOP, a pediatric hospital in Philadelphia, in 2020.
 
@@ -238,13 +254,23 @@ def load_covid_clinics() -> Dataset:
     (``clinic_name``, sorted by name), a natural non-IID split: the two largest clinics hold 70% of
     the tests, 55 clinics have fewer than 50 and some only one.
 
-    Features (30 columns, see ``feature_names``): ``age`` (clipped to 0..100 years, since 5
+    Features (60 columns, see ``feature_names``): ``age`` (clipped to 0..100 years, since 5
     recorded ages exceed 100, up to 138, then z-scored), ``pan_day`` (day of the pandemic the
     sample was collected, z-scored), ``col_rec_tat`` (collection-to-receipt hours, clipped to
     0..168 since 6 tests record more than a week and one 7 years, then log1p and z-scored), the 0/1
     indicators ``drive_thru_ind`` and ``orderset``, and one-hot ``gender``, ``demo_group``,
     ``payor_group`` and ``patient_class`` (the last two are missing for ~46% of tests; "missing" is
-    its own category).
+    its own category). Then the bands a data officer would add so that a linear model can follow
+    non-linear risk: one-hot age bands (0-1, 1-5, 5-12, 12-18, 18-25, 25-40, 40-60, 60+ years; a
+    pediatric hospital), pandemic week (1-15) and collection-to-receipt bands (0.5, 1, 2, 4, 8, 24 h).
+    Chosen by patient-grouped cross-validation on a separate split: a pooled class-balanced logistic
+    regression goes from 0.468 to 0.505 balanced accuracy with them. The z-scoring of the three
+    numeric columns uses every row's statistics: a label-free transform of three columns, which a
+    federation would compute with one secure sum.
+
+    ``subjects`` is the patient (``subject_id``): 734 patients were tested at more than one clinic and
+    some up to 20 times, so a held-out evaluation set keeps each patient's tests on one side (a
+    row-level split lets gradient boosting score 59.6% instead of 54.1%).
 
     Excluded, and why:
     - ``ct_result``: the PCR cycle threshold, a direct measurement of the outcome (45 means no
@@ -283,6 +309,17 @@ def load_covid_clinics() -> Dataset:
         categories = np.unique(values)
         columns.extend((values == category).astype(np.float64) for category in categories)
         names.extend(f"{name}={category}" for category in categories)
+
+    def add_bands(name: str, band: np.ndarray, labels: Sequence[str]) -> None:
+        for i, label in enumerate(labels):
+            columns.append((band == i).astype(np.float64))
+            names.append(f"{name}={label}")
+
+    age = np.clip(frame["age"].to_numpy(dtype=np.float64), 0.0, 100.0)
+    add_bands("age_band", np.digitize(age, COVID_AGE_EDGES), _band_labels(COVID_AGE_EDGES, "y"))
+    week = np.clip(frame["pan_day"].to_numpy(dtype=np.int64) // 7, 1, 15)  # week 0 has one test: week 1
+    add_bands("week", week - 1, [str(w) for w in range(1, 16)])
+    add_bands("tat_band", np.digitize(hours, COVID_TAT_EDGES), _band_labels(COVID_TAT_EDGES, "h"))
     x = np.stack(columns, axis=1).astype(np.float32)
 
     clinic_names, groups = np.unique(frame["clinic_name"].astype(str).to_numpy(), return_inverse=True)
@@ -295,4 +332,7 @@ def load_covid_clinics() -> Dataset:
         groups=groups.astype(np.int64),
         group_names=tuple(str(n) for n in clinic_names),
         feature_names=tuple(names),
+        subjects=np.unique(frame["subject_id"].astype(str).to_numpy(), return_inverse=True)[1].astype(
+            np.int64
+        ),
     )

@@ -7,18 +7,24 @@ of parties into padded batches with a few vectorized index operations.
 from __future__ import annotations
 
 import numbers
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from deai.data.datasets import Dataset
 from deai.data.partition import partition
+from deai.notice import DeaiWarning
 from deai.rng import Purpose, key, row_uniform
 
 # Keep these random streams apart from every other use of the run seed.
 _SUBSAMPLE_PURPOSE = 0x73756273  # "subs"
 _TEST_SPLIT_PURPOSE = 0x74657374  # "test"
 _HOLDOUT_PURPOSE = 0x686F6C64  # "hold"
+
+
+class HeldOutSitesWarning(DeaiWarning):
+    """Some natural sites lost every row to the held-out evaluation set and take no part in training."""
 
 
 @dataclass
@@ -153,7 +159,8 @@ def build_federation(
     has_official_test = dataset.x_test is not None
     heldout = None
     if holdout_fraction > 0 and not has_official_test:
-        heldout = _stratified_holdout(dataset.y[rows], holdout_fraction, seed)
+        subjects = None if dataset.subjects is None else dataset.subjects[rows]
+        heldout = _stratified_holdout(dataset.y[rows], holdout_fraction, seed, subjects)
         keep = np.ones(len(rows), bool)
         keep[heldout] = False
         heldout, rows = rows[heldout], rows[keep]
@@ -161,6 +168,17 @@ def build_federation(
         rows = np.tile(rows, replicate)
     y = dataset.y[rows]
     groups = None if dataset.groups is None else dataset.groups[rows]
+    if scheme == "natural" and heldout is not None:
+        remaining = len(np.unique(groups))
+        if num_parties > remaining:
+            # sites whose every row went to the task's held-out set have nothing left to train on
+            warnings.warn(
+                f"{len(np.unique(dataset.groups)) - remaining} site(s) have all their rows in the "
+                f"held-out evaluation set, so {remaining} of the requested {num_parties} sites train",
+                HeldOutSitesWarning,
+                stacklevel=3,
+            )
+            num_parties = remaining
 
     parties = partition(
         y,
@@ -234,19 +252,35 @@ def _offsets(sizes: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
 
-def _stratified_holdout(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Sorted positions of ``round(fraction * n_c)`` rows of every class ``c`` (seeded, own stream).
+def _stratified_holdout(
+    y: np.ndarray, fraction: float, seed: int, subjects: np.ndarray | None = None
+) -> np.ndarray:
+    """Sorted positions of the task's held-out rows: about ``fraction`` of the rows of every class.
 
     Stratifying keeps rare classes in the evaluation set in their true proportion, which balanced
-    accuracy needs: a random 20% of 865 positives could hold noticeably fewer or more.
+    accuracy needs: a random 20% of 865 positives could hold noticeably fewer or more. With
+    ``subjects`` (e.g. patients tested several times) whole subjects are held out, so no patient is
+    both trained on and evaluated on: each subject joins the stratum of the rarest class among its
+    rows, and in each stratum a random order of subjects is taken until ``fraction`` of the stratum's
+    rows of that class is reached. Without subjects every row is its own subject, and the count is exact.
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, _HOLDOUT_PURPOSE]))
-    picked = []
-    for c in np.unique(y):
-        members = np.flatnonzero(y == c)
-        take = int(np.floor(fraction * len(members) + 0.5))
-        picked.append(rng.choice(members, size=take, replace=False))
-    return np.sort(np.concatenate(picked)).astype(np.int64)
+    if subjects is None:
+        subjects = np.arange(len(y))
+    ids, subject_of_row = np.unique(subjects, return_inverse=True)
+    rarity = np.argsort(np.argsort(np.bincount(y)))  # 0 = the most frequent class
+    stratum = np.zeros(len(ids), dtype=np.int64)
+    np.maximum.at(stratum, subject_of_row, rarity[y])
+    held_subject = np.zeros(len(ids), dtype=bool)
+    for s in np.unique(stratum):
+        # count the stratum's own class: a patient with one positive among negatives is one positive
+        own = np.bincount(subject_of_row[rarity[y] == s], minlength=len(ids))
+        members = rng.permutation(np.flatnonzero(stratum == s))
+        cumulative = np.cumsum(own[members])
+        target = fraction * cumulative[-1]
+        take = int(np.searchsorted(cumulative, target - 0.5, side="left")) + 1  # first prefix reaching it
+        held_subject[members[: min(take, len(members))] if target >= 0.5 else members[:0]] = True
+    return np.flatnonzero(held_subject[subject_of_row]).astype(np.int64)
 
 
 def _is_int(value: object) -> bool:

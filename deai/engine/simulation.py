@@ -96,7 +96,15 @@ class Simulation:
         self.speeds = party_speeds(seed, fed.num_parties, cfg.participation.speed_sigma)
         self.planned = planned_steps(fed.train_sizes, self.strategy.local)
         self.controls = (
-            ScaffoldControls(fed.num_parties, model.layout.dim) if self.strategy.control_variates else None
+            # c must average the c_i with the aggregate's own weights: DP-FedAvg's are uniform, the mean's
+            # are example counts
+            ScaffoldControls(
+                fed.num_parties,
+                model.layout.dim,
+                weights=None if cfg.privacy.mode != "none" else fed.train_sizes,
+            )
+            if self.strategy.control_variates
+            else None
         )
         if cfg.strategy.aggregator is not None:
             try:
