@@ -39,6 +39,7 @@ from deai.aggregate import AGGREGATORS, AggregationContext, make_aggregator
 from deai.attacks import choose_malicious, make_attack
 from deai.config import ATTACK_NAMES, ConfigError, ExperimentConfig
 from deai.engine.api import as_config, build_data, build_model, run
+from deai.engine.rundir import atomic_write
 
 # every aggregation rule that sees individual updates, FedNova's normalization aside
 DEFENCES: tuple[str, ...] = tuple(name for name in AGGREGATORS if name != "fednova")
@@ -70,15 +71,6 @@ def defence_options(
         "centered_clipping": {"clip_radius": norm},
         "norm_bound": {"max_norm": norm},
     }.get(defence, {})
-
-
-def _atomic_write(path: Path, data: str | bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 # -- the journal ----------------------------------------------------------------------------------
@@ -118,7 +110,7 @@ class CellJournal:
         return spec, cells
 
     def start(self, spec: dict) -> None:
-        _atomic_write(self.path, jsonio.dumps({"spec": spec}) + "\n")
+        atomic_write(self.path, jsonio.dumps({"spec": spec}) + "\n")
 
     def open(self) -> None:
         """Cut a torn last line so the next append starts on a line of its own."""
@@ -252,26 +244,12 @@ def _short_reason(message: str) -> str:
 def updates_per_round(cfg: ExperimentConfig, fed: Any) -> dict[int, int]:
     """Each number of updates a round of ``cfg`` delivers (sampling, dropouts, deadline), with the first
     round that delivers it. Validation can reject more at run time; that is a cell's failure, not a plan's."""
-    from deai.engine.participation import plan_round
     from deai.engine.simulation import Simulation
 
     sim = Simulation(_variant(cfg, "none", 0.0, "mean", {}, {}), fed, build_model(cfg, fed))
-    part = cfg.participation
     first: dict[int, int] = {}
     for r in range(1, cfg.run.rounds + 1):
-        plan = plan_round(
-            cfg.run.seed,
-            r,
-            fed.num_parties,
-            sim.planned,
-            sim.speeds,
-            fraction=part.fraction,
-            count=part.count,
-            dropout_rate=part.dropout_rate,
-            deadline=part.deadline,
-            straggler_policy=part.straggler_policy,
-            poisson=part.poisson,
-        )
+        plan = sim.plan(r)
         first.setdefault(len(plan.participants), r)
     return first
 
@@ -777,7 +755,7 @@ def write_outputs(report: dict[str, Any], out: Path) -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     attacks, defences = report["attacks"], report["defences"]
-    _atomic_write(out / "robustness.json", jsonio.dumps(report, indent=2) + "\n")
+    atomic_write(out / "robustness.json", jsonio.dumps(report, indent=2) + "\n")
 
     clean_shown = _shown(report["baseline"], "accuracy", 2)
     lines = [
@@ -805,7 +783,7 @@ def write_outputs(report: dict[str, Any], out: Path) -> None:
             notes.append(f"- diverged, {r['attack']} vs {r['defence']}: {r['diverged']}")
     if notes:
         lines += ["", *notes]
-    _atomic_write(out / "robustness.md", "\n".join(lines) + "\n")
+    atomic_write(out / "robustness.md", "\n".join(lines) + "\n")
 
     import matplotlib
 

@@ -173,9 +173,15 @@ def test_sigterm_restores_the_cursor_and_keeps_the_run_resumable(tmp_path):
     assert proc.returncode == 143
     assert b"\x1b[?25l" in seen and seen.rindex(b"\x1b[?25h") > seen.rindex(b"\x1b[?25l")
     assert b"terminated" in seen
-    r = deai("run", "--resume", str(out), "--rounds", "6", "--json", cwd=tmp_path)
+    # metrics.jsonl is written before latest.npz, so the checkpoint is at done or done - 1
+    done = len((out / "metrics.jsonl").read_text().splitlines())
+    assert done >= 3
+    shorter = deai("run", "--resume", str(out), "--rounds", str(done - 2), cwd=tmp_path)
+    assert shorter.returncode == 2 and "cannot be shortened" in shorter.stderr
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == done
+    r = deai("run", "--resume", str(out), "--rounds", str(done + 2), "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert strict_json(r.stdout)["rounds"] == 6
+    assert strict_json(r.stdout)["rounds"] == done + 2
 
 
 def test_late_config_errors_exit_2_without_traceback(tmp_path):

@@ -310,6 +310,11 @@ def resume(
     restored = rd.restore(cfg, sim.state_arrays(), model.layout, sim.load_state)
     for note in restored[1] if restored else []:
         warnings.warn(f"resuming {path}: {note}", ConfigWarning, stacklevel=2)
+    if rounds is not None and rounds < sim.state.round:
+        raise ConfigError(
+            f"--rounds {rounds} is below the {sim.state.round} rounds {path} has already done; "
+            f"a run cannot be shortened: pass --rounds {sim.state.round} or more"
+        )
     if rounds is not None:
         rd.write_text("config.toml", cfg.to_toml())
     sim.state.history = rd.restore_metrics(sim.state.round)

@@ -21,7 +21,7 @@ from deai.attacks import AttackContext, choose_malicious, make_attack
 from deai.config import ConfigError, ExperimentConfig
 from deai.data.federated import FederatedData
 from deai.engine.backends import Backend, TrainJob, make_backend
-from deai.engine.participation import party_speeds, plan_round
+from deai.engine.participation import RoundPlan, party_speeds, plan_round
 from deai.engine.strategy import Strategy, build_strategy
 from deai.models.base import Model
 from deai.privacy.secagg.errors import SecAggError
@@ -202,14 +202,11 @@ class Simulation:
             self._backend.close()
             self._backend = None
 
-    def run_round(self) -> dict[str, Any] | None:
-        """Advance one round and return its metrics line (None: the privacy budget ended the run)."""
-        t0 = time.perf_counter()
-        cfg, st, strat = self.cfg, self.state, self.strategy
-        r = st.round + 1
-        part = cfg.participation
-        plan = plan_round(
-            cfg.run.seed,
+    def plan(self, r: int) -> RoundPlan:
+        """Who takes part in round ``r`` and who reports: a pure function of the seed and the round."""
+        part = self.cfg.participation
+        return plan_round(
+            self.cfg.run.seed,
             r,
             self.fed.num_parties,
             self.planned,
@@ -221,6 +218,13 @@ class Simulation:
             straggler_policy=part.straggler_policy,
             poisson=part.poisson,
         )
+
+    def run_round(self) -> dict[str, Any] | None:
+        """Advance one round and return its metrics line (None: the privacy budget ended the run)."""
+        t0 = time.perf_counter()
+        cfg, st, strat = self.cfg, self.state, self.strategy
+        r = st.round + 1
+        plan = self.plan(r)
         ids = plan.participants
         before = (st.params, st.server_state)  # the last released model, kept if this round diverges
         metrics: dict[str, Any] = {
