@@ -152,6 +152,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_split(args: argparse.Namespace) -> int:
+    """One directory per party, each holding only that party's rows: what a party program runs from."""
+    from pathlib import Path
+
+    from deai.config import load_config
+    from deai.data.party_dirs import write_party_dirs
+    from deai.engine.api import build_data
+
+    cfg = load_config(args.config)
+    fed = build_data(cfg)
+    try:
+        dirs = write_party_dirs(
+            fed, Path(args.out), dataset=cfg.data.dataset, seed=cfg.run.seed, config_toml=cfg.to_toml()
+        )
+    except ValueError as err:
+        raise ConfigError(f"--out: {err}") from None
+    summary = {"out": str(args.out), "parties": len(dirs), "dataset": cfg.data.dataset}
+    if args.json:
+        print(jsonio.dumps(summary))
+    say(escape(f"wrote {len(dirs)} party directories under {args.out} (each holds only its own rows)"))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from deai.demo import run_demo
 
@@ -419,6 +442,16 @@ def build_parser() -> argparse.ArgumentParser:
     p_cmp.add_argument("--out", help="directory for collaboration.md/.json (default runs/compare)")
     p_cmp.add_argument("--json", action="store_true")
     p_cmp.set_defaults(func=cmd_compare)
+
+    p_data = sub.add_parser("data", help="prepare data: one directory per party")
+    dsub = p_data.add_subparsers(dest="data_command", required=True)
+    p = dsub.add_parser(
+        "split", help="write each party's own train/test rows and manifest to OUT/party-NNNNN"
+    )
+    p.add_argument("config", help="the TOML config whose [data] section defines the federation")
+    p.add_argument("--out", required=True, help="directory to create (must be absent or empty)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_data_split)
 
     p_demo = sub.add_parser("demo", help="the end-to-end story on the embedded defaults (88 clinics)")
     p_demo.add_argument("--out", default="runs/demo", help="directory for the demo's runs and report")

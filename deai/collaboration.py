@@ -30,8 +30,8 @@ import numpy as np
 
 from deai.config import ConfigError, ExperimentConfig
 from deai.engine.api import as_config, build_data, build_model, run
-from deai.engine.simulation import evaluate
 from deai.engine.strategy import build_strategy
+from deai.evaluation import evaluate
 from deai.train import train_parties
 
 OnRun = Callable[[str], None]

@@ -137,6 +137,13 @@ class StrategySection(_Strict):
         default_factory=dict, description="keyword options of the rule"
     )
     fltrust_root_size: int = Field(100, ge=1, description="size of the server's clean root set for fltrust")
+    f_max: float = Field(
+        0.0,
+        ge=0,
+        lt=0.5,
+        description="the most Byzantine parties the task assumes, as a fraction of all parties; distributed "
+        "DP is accounted as if that many noise shares were missing from every round",
+    )
 
     @field_validator("aggregator")
     @classmethod
@@ -165,6 +172,21 @@ class ParticipationSection(_Strict):
     speed_sigma: float = Field(0.0, ge=0, description="party speeds are lognormal(0, speed_sigma)")
     straggler_policy: Literal["drop", "partial"] = "drop"
     poisson: bool = Field(False, description="sample each party independently with probability `fraction`")
+    async_buffer: int | None = Field(
+        None,
+        ge=1,
+        description="FedBuff (Nguyen et al. 2022): parties train asynchronously and the server releases a "
+        "model after this many updates arrive; None runs synchronous rounds",
+    )
+    concurrency: int | None = Field(
+        None, ge=1, description="asynchronous mode: parties training at once (default: count, or all)"
+    )
+    staleness_exponent: float = Field(
+        0.5, ge=0, description="asynchronous mode: an update s versions old is weighted (1 + s)^-exponent"
+    )
+    max_staleness: int | None = Field(
+        None, ge=0, description="asynchronous mode: reject updates more than this many versions old"
+    )
 
     @model_validator(mode="after")
     def _one_of_fraction_count(self) -> ParticipationSection:
@@ -319,6 +341,39 @@ class ExperimentConfig(_Strict):
                 f"{sampled:g} sampled parties reporting per round on average, so most rounds would train "
                 "nothing: lower participation.dropout_rate or sample more parties"
             )
+        if part.async_buffer is None:
+            for name in ("concurrency", "max_staleness"):
+                if getattr(part, name) is not None:
+                    raise ValueError(
+                        f"participation.{name} applies to asynchronous mode: set participation.async_buffer"
+                    )
+        else:
+            concurrency = part.concurrency or part.count or n
+            if part.async_buffer > concurrency or concurrency > n:
+                raise ValueError(
+                    f"participation.async_buffer ({part.async_buffer}) must be at most "
+                    f"participation.concurrency ({concurrency}), itself at most data.num_parties ({n})"
+                )
+            clash = [
+                name
+                for name, on in (
+                    ("privacy.mode", pv.mode != "none"),
+                    ("strategy.aggregator secagg/he_ckks", self.strategy.aggregator in ("secagg", "he_ckks")),
+                    ("participation.deadline", part.deadline is not None),
+                    ("participation.poisson", part.poisson),
+                    ("participation.fraction", part.fraction is not None),
+                    (
+                        "strategy.algorithm scaffold/fednova",
+                        self.strategy.algorithm in ("scaffold", "fednova"),
+                    ),
+                )
+                if on
+            ]
+            if clash:
+                raise ValueError(
+                    "participation.async_buffer (FedBuff) runs without synchronous rounds, so it cannot be "
+                    f"combined with {', '.join(clash)}: remove those or participation.async_buffer"
+                )
         if part.poisson and part.fraction is None:
             raise ValueError("participation.poisson needs participation.fraction")
         if self.attack.kind != "none" and self.attack.fraction == 0:

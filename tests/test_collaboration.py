@@ -6,8 +6,8 @@ import pytest
 from deai.collaboration import compare, local_only_score, markdown, pooled_score, t_interval
 from deai.config import ConfigError, parse_config
 from deai.engine.api import build_data, build_model, run
-from deai.engine.simulation import evaluate
 from deai.engine.strategy import build_strategy
+from deai.evaluation import evaluate
 
 
 def cfg_for(**strategy):

@@ -23,8 +23,14 @@ class AggregationContext:
 
 
 class Aggregator(Protocol):
-    """An aggregation rule. It may also set ``min_parties`` (default 1): the fewest accepted updates it can
-    aggregate; a round with fewer aggregates nothing (secure aggregation needs two, so no update is alone)."""
+    """An aggregation rule. It may also declare, as class attributes (see :func:`traits`):
+
+    * ``min_parties`` (default 1): the fewest accepted updates it can aggregate; a round with fewer
+      aggregates nothing (secure aggregation needs two, so no update is alone);
+    * ``weights_parties`` (default False): each party's share of the aggregate is its normalized weight;
+    * ``private`` (default False): it never sees an individual update (secure aggregation, HE);
+    * ``state()``/``load(arrays)``: state kept across rounds, saved in checkpoints.
+    """
 
     name: str
 
@@ -39,3 +45,24 @@ def normalized_weights(weights: np.ndarray) -> np.ndarray:
     if not np.isfinite(total) or total <= 0:
         raise ValueError("aggregation weights must be finite and sum to a positive number")
     return w / total
+
+
+@dataclass(frozen=True)
+class Traits:
+    """What a rule declares about itself, read once instead of probing attributes in the round loop."""
+
+    name: str
+    min_parties: int
+    weights_parties: bool
+    private: bool
+    stateful: bool
+
+
+def traits(rule: object) -> Traits:
+    return Traits(
+        name=getattr(rule, "name", type(rule).__name__),
+        min_parties=int(getattr(rule, "min_parties", 1)),
+        weights_parties=bool(getattr(rule, "weights_parties", False)),
+        private=bool(getattr(rule, "private", False)),
+        stateful=callable(getattr(rule, "state", None)) and callable(getattr(rule, "load", None)),
+    )

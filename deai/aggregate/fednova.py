@@ -15,6 +15,7 @@ from deai.aggregate.base import AggregationContext, normalized_weights
 
 class FedNova:
     name = "fednova"
+    weights_parties = True  # each party's share of the aggregate is its weight
 
     def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> np.ndarray:
         p = normalized_weights(weights)

@@ -11,6 +11,7 @@ class WeightedMean:
     """``sum_i p_i * update_i`` with ``p_i`` proportional to each party's example count."""
 
     name = "mean"
+    weights_parties = True  # each party's share of the aggregate is its weight
 
     def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> np.ndarray:
         p = normalized_weights(weights).astype(np.float32)

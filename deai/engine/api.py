@@ -31,7 +31,7 @@ from deai.config import (
 )
 from deai.data import FederatedData, build_federation, load_dataset
 from deai.engine.rundir import RunDirectory
-from deai.engine.simulation import Simulation, evaluate
+from deai.engine.simulation import Simulation
 from deai.models import MLP, LogisticRegression, Model
 from deai.params import params_hash, save_params
 
@@ -187,7 +187,7 @@ def _execute(
     st = sim.state
     last = st.history[-1] if st.history else {}
     if "accuracy" not in last:  # e.g. a run that diverged in its first round: score the model it kept
-        last = evaluate(sim.model, st.params, sim.fed.x_eval, sim.fed.y_eval)
+        last = sim.server.evaluator(st.params)
     personalization = None
     if cfg.strategy.personalization_epochs > 0:
         personalization = sim.personalize(cfg.strategy.personalization_epochs)

@@ -47,6 +47,54 @@ def sample_parties(
     return np.sort(rng.choice(num_parties, size=count, replace=False)).astype(np.int64)
 
 
+@dataclass
+class Arrivals:
+    """Which asked parties report, with how many steps, and when (simulated time after the round opens)."""
+
+    parties: np.ndarray  # int64, parties whose update arrives in time
+    step_budget: np.ndarray | None  # int64 [len(parties)] steps allowed, or None for no cap
+    times: np.ndarray  # float64 [len(parties)] arrival times
+    dropped: np.ndarray  # int64, parties that vanished mid-round
+    late: np.ndarray  # int64, parties that missed the deadline and send nothing
+    cut_short: np.ndarray  # bool [len(parties)] stopped at the deadline, still reporting (policy "partial")
+
+
+def simulate_arrivals(
+    seed: int,
+    round_: int,
+    sampled: np.ndarray,
+    planned_steps: np.ndarray,
+    speeds: np.ndarray,
+    *,
+    dropout_rate: float,
+    deadline: float | None,
+    straggler_policy: str,
+) -> Arrivals:
+    """The simulated network and clocks of a round: dropouts, then the deadline, for the ``sampled`` ids."""
+    alive = np.ones(len(sampled), dtype=bool)
+    if dropout_rate > 0:
+        alive = party_uniform(key(seed, round_, Purpose.DROPOUT), sampled, 1)[:, 0] >= dropout_rate
+    parties = sampled[alive]
+    need = planned_steps[parties]
+    times = need / speeds[parties]
+    budget = None
+    late_ids = np.zeros(0, dtype=np.int64)
+    cut_short = np.zeros(len(parties), dtype=bool)
+    if deadline is not None:
+        late = times > deadline
+        if straggler_policy == "drop":
+            late_ids = parties[late]
+            parties, times, cut_short = parties[~late], times[~late], cut_short[~late]
+        else:
+            budget = np.minimum(need, np.floor(deadline * speeds[parties]).astype(np.int64))
+            keep = budget > 0  # a party too slow to finish one step sends nothing
+            late_ids = parties[~keep]
+            cut_short = late[keep]
+            parties, budget = parties[keep], budget[keep]
+            times = np.minimum(times[keep], deadline)
+    return Arrivals(parties, budget, times.astype(np.float64), sampled[~alive], late_ids, cut_short)
+
+
 def plan_round(
     seed: int,
     round_: int,
@@ -63,30 +111,21 @@ def plan_round(
 ) -> RoundPlan:
     """Sample parties, remove dropouts, and apply the deadline; ``planned_steps`` is per party id."""
     sampled = sample_parties(seed, round_, num_parties, fraction, count, poisson)
-
-    alive = np.ones(len(sampled), dtype=bool)
-    if dropout_rate > 0:
-        alive = party_uniform(key(seed, round_, Purpose.DROPOUT), sampled, 1)[:, 0] >= dropout_rate
-    parties = sampled[alive]
-    need = planned_steps[parties]
-    times = need / speeds[parties]
-    budget = None
-    stragglers = 0
-    if deadline is not None:
-        late = times > deadline
-        stragglers = int(late.sum())
-        if straggler_policy == "drop":
-            parties, times = parties[~late], times[~late]
-        else:
-            budget = np.minimum(need, np.floor(deadline * speeds[parties]).astype(np.int64))
-            keep = budget > 0  # a party too slow to finish one step sends nothing
-            parties, budget = parties[keep], budget[keep]
-            times = np.minimum(times[keep], deadline)
+    a = simulate_arrivals(
+        seed,
+        round_,
+        sampled,
+        planned_steps,
+        speeds,
+        dropout_rate=dropout_rate,
+        deadline=deadline,
+        straggler_policy=straggler_policy,
+    )
     return RoundPlan(
         sampled=sampled,
-        participants=parties,
-        step_budget=budget,
-        dropped=int((~alive).sum()),
-        stragglers=stragglers,
-        sim_time=float(times.max(initial=0.0)),
+        participants=a.parties,
+        step_budget=a.step_budget,
+        dropped=len(a.dropped),
+        stragglers=len(a.late) + int(a.cut_short.sum()),
+        sim_time=float(a.times.max(initial=0.0)),
     )

@@ -60,14 +60,18 @@ def train_parties(
     round_: int,
     step_budget: np.ndarray | None = None,
     correction: np.ndarray | None = None,
+    rng_ids: np.ndarray | None = None,
 ) -> LocalResult:
     """Run local SGD for ``party_ids`` from ``w_global``; see the module docstring.
 
     ``x``/``y``/``offsets`` hold every party's training rows flat (party p owns rows
     ``offsets[p]:offsets[p+1]``). ``step_budget`` caps each party's steps (stragglers that
     stop at a deadline); ``correction`` is added to every gradient (SCAFFOLD's ``c - c_i``).
+    ``rng_ids`` are the parties' global ids when ``party_ids`` index a subset's rows (a party holding
+    only its own data): the random streams follow the party, not where its rows are stored.
     """
     party_ids = np.asarray(party_ids, dtype=np.int64)
+    stream_ids = party_ids if rng_ids is None else np.asarray(rng_ids, dtype=np.int64)
     P, B = len(party_ids), spec.batch_size
     starts = offsets[party_ids]
     sizes = offsets[party_ids + 1] - starts
@@ -77,7 +81,7 @@ def train_parties(
         total = np.minimum(total, np.asarray(step_budget, dtype=np.int64))
 
     order = np.argsort(-total, kind="stable")  # longest first: active parties form a prefix
-    ids, starts, sizes, per_epoch, total = (a[order] for a in (party_ids, starts, sizes, per_epoch, total))
+    ids, starts, sizes, per_epoch, total = (a[order] for a in (stream_ids, starts, sizes, per_epoch, total))
     perms = np.stack(
         [party_permutations(key(seed, round_, Purpose.PERMUTE, e), ids, sizes) for e in range(spec.epochs)]
     )  # [epochs, P, max_size]

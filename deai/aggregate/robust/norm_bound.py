@@ -26,6 +26,7 @@ class NormBound:
     """
 
     name = "norm_bound"
+    weights_parties = True  # each party's share of the aggregate is its weight
 
     def __init__(self, *, max_norm: float) -> None:
         self.max_norm = check_positive("max_norm", max_norm)

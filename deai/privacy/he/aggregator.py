@@ -68,6 +68,8 @@ class HEAggregator:
     """
 
     name = "he_ckks"
+    weights_parties = True  # each party's share of the aggregate is its weight
+    private = True  # sums ciphertexts: no one sees an individual update
 
     def __init__(
         self,

@@ -39,6 +39,8 @@ class SecureAggregator:
     """
 
     name = "secagg"
+    weights_parties = True  # each party's share of the aggregate is its weight
+    private = True  # sums masked inputs: no one sees an individual update
     min_parties = 2  # one update alone would be its own sum: nothing left to hide it among
 
     def __init__(

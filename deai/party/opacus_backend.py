@@ -13,8 +13,8 @@ import copy
 import numpy as np
 import torch
 
-from deai.engine.backends import TrainJob
 from deai.models.torch_adapter import TorchModel
+from deai.party.backends import TrainJob
 from deai.privacy.dp.opacus_trainer import opacus_local_train
 from deai.rng import Purpose, key
 from deai.train import LocalResult
@@ -48,10 +48,11 @@ class OpacusBackend:
     def train(self, job: TrainJob) -> LocalResult:
         shape = self.model.input_shape
         deltas, steps = [], []
-        for p in job.party_ids:
+        rng_ids = job.party_ids if job.rng_ids is None else job.rng_ids
+        for p, rid in zip(job.party_ids, rng_ids, strict=True):
             lo, hi = self.offsets[p], self.offsets[p + 1]
             x = self.x[lo:hi] if shape is None else self.x[lo:hi].reshape(-1, *shape)
-            seed = int(key(job.seed, job.round, Purpose.NOISE, int(p)) % np.uint64(2**31))
+            seed = int(key(job.seed, job.round, Purpose.NOISE, int(rid)) % np.uint64(2**31))
             params, n_steps = opacus_local_train(
                 self._module_at(job.w_global),
                 x,

@@ -27,6 +27,8 @@ class TrainJob:
     round: int
     step_budget: np.ndarray | None = None
     correction: np.ndarray | None = None
+    # the parties' global ids, which key their random streams, when ``party_ids`` are local row indices
+    rng_ids: np.ndarray | None = None
 
 
 class Backend(Protocol):
@@ -58,6 +60,7 @@ class VectorizedBackend:
             job.round,
             job.step_budget,
             job.correction,
+            job.rng_ids,
         )
 
     def close(self) -> None:
@@ -75,6 +78,7 @@ def _chunks(job: TrainJob, n: int) -> list[TrainJob]:
             job.round,
             None if job.step_budget is None else job.step_budget[p],
             None if job.correction is None else job.correction[p],
+            None if job.rng_ids is None else job.rng_ids[p],
         )
         for p in parts
         if len(p)
@@ -184,7 +188,7 @@ def make_backend(
     if name == "ray":
         return RayBackend(model, x, y, offsets, workers)
     if name == "opacus":
-        from deai.engine.opacus_backend import OpacusBackend
+        from deai.party.opacus_backend import OpacusBackend
 
         if example_dp is None:
             raise ValueError("backend 'opacus' needs example_dp = (noise_multiplier, clip_norm)")

@@ -1,0 +1,426 @@
+"""The server program: select parties, accept their update batches, and release the next global model.
+
+It never reads a party's data, never knows who is malicious, and trusts nothing a party claims for
+privacy accounting: distributed DP is accounted as if the task's ``f_max`` share of the parties sent no
+noise. Each round it releases a :class:`~deai.messages.RoundRecord` for the subscribers (observer,
+ledger, dashboard). The one round loop that drives it is :func:`deai.engine.driver.drive`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from deai.aggregate import AggregationContext
+from deai.aggregate.base import traits
+from deai.config import ExperimentConfig
+from deai.engine.participation import sample_parties
+from deai.messages import Failure, RoundRecord, TrainTask, UpdateBatch
+from deai.models.base import Model
+from deai.privacy.secagg.errors import SecAggError
+from deai.rng import Purpose, generator
+from deai.train import LocalSpec, train_parties
+from deai.transforms import TransformContext
+from deai.verify.validation import NON_FINITE, NORM_OVERFLOW, validate_updates
+
+log = logging.getLogger("deai.server")
+
+# Rejection reasons that mean an update could not be used at all (rather than failing a policy).
+UNUSABLE = {NON_FINITE, NORM_OVERFLOW}
+
+Evaluator = Callable[[np.ndarray], dict[str, float]]
+
+
+class ServerControl:
+    """SCAFFOLD's server control ``c = sum_i p_i c_i``, updated from the parties' reported ``c_i+ - c_i``.
+
+    ``p_i`` must be the aggregate's own weights (example counts for the weighted mean, uniform for
+    DP-FedAvg) so that ``sum_i p_i (c - c_i)`` cancels in the aggregate (see :mod:`deai.train.scaffold`).
+    """
+
+    def __init__(self, dim: int, weights: np.ndarray) -> None:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.ndim != 1 or not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
+            raise ValueError("weights must be finite non-negative numbers with a positive sum")
+        self.p = (w / w.sum()).astype(np.float32)
+        self.c = np.zeros(dim, np.float32)
+
+    def update(self, party_ids: np.ndarray, control_deltas: np.ndarray) -> None:
+        self.c = (self.c + self.p[party_ids] @ control_deltas).astype(np.float32)
+
+
+@dataclass
+class ServerState:
+    round: int  # rounds completed
+    version: int  # model versions released (a round that releases nothing keeps the version)
+    params: np.ndarray
+    opt_state: dict[str, np.ndarray]
+    wall_time_s: float = 0.0
+    sim_clock: float = 0.0  # simulated time at the end of the last round
+
+
+class ServerProgram:
+    """One task's aggregator: what a star-topology server (or each peer, later) runs.
+
+    Parameters
+    ----------
+    cfg : the task (its strategy, participation, privacy and validation sections).
+    model : the model being trained (for its layout; the server trains only on ``root``).
+    aggregator, server_opt : the rule and the server optimizer.
+    num_parties : parties in the registry (dense ids ``0..num_parties-1``).
+    spec : the local training every party is asked to run.
+    evaluator : scores a released model (the task owner's evaluation set, or federated evaluation).
+    dp : the DP-FedAvg side (:class:`deai.engine.privacy.DPFedAvg`), or None.
+    control : SCAFFOLD's server control, or None.
+    root : the task owner's own clean rows ``(x, y)`` for FLTrust's server update, or None.
+    """
+
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        model: Model,
+        aggregator: Any,
+        server_opt: Any,
+        num_parties: int,
+        spec: LocalSpec,
+        evaluator: Evaluator,
+        *,
+        dp: Any = None,
+        control: ServerControl | None = None,
+        root: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        self.cfg, self.model = cfg, model
+        self.aggregator, self.server_opt = aggregator, server_opt
+        self.rule = traits(aggregator)
+        self.num_parties, self.spec, self.evaluator = num_parties, spec, evaluator
+        self.dp, self.control, self.root = dp, control, root
+        self.f_max_parties = math.floor(cfg.strategy.f_max * num_parties)
+        part = cfg.participation
+        self.asynchronous = part.async_buffer is not None
+        self.concurrency = part.concurrency or part.count or num_parties
+        self._in_flight = np.zeros(num_parties, dtype=bool)  # asynchronous mode: dispatched, not yet back
+        seed = cfg.run.seed
+        w0 = model.init_params(seed)
+        self.state = ServerState(round=0, version=0, params=w0, opt_state=server_opt.init(len(w0)))
+        self.stopped: str | None = None  # why the run ended before run.rounds, if it did
+        self.diverged = False
+        self._task: TrainTask | None = None
+        self._batches: list[UpdateBatch] = []
+        self._failures: list[Failure] = []
+        self._t0 = 0.0
+
+    # -- state ------------------------------------------------------------------------------
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The server's state as named arrays (for a checkpoint)."""
+        st = self.state
+        arrays = {f"server_{k}": v for k, v in st.opt_state.items()}
+        arrays["round"] = np.array(st.round)
+        arrays["version"] = np.array(st.version)
+        arrays["wall_time_s"] = np.array(st.wall_time_s)
+        arrays["sim_clock"] = np.array(st.sim_clock)
+        if self.control is not None:
+            arrays["scaffold_c"] = self.control.c
+        if self.rule.stateful:
+            arrays.update({f"agg_{k}": v for k, v in self.aggregator.state().items()})
+        if self.dp is not None:
+            arrays.update(self.dp.state())
+        return arrays
+
+    def load_state(self, params: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
+        st = self.state
+        st.params = params.astype(np.float32)
+        st.round = int(arrays["round"])
+        st.version = int(arrays["version"]) if "version" in arrays else st.round
+        st.wall_time_s = float(arrays["wall_time_s"])
+        st.sim_clock = float(arrays["sim_clock"]) if "sim_clock" in arrays else 0.0
+        st.opt_state = sub_state(arrays, "server_")
+        if self.control is not None:
+            self.control.c = arrays["scaffold_c"].astype(np.float32)
+        if self.dp is not None:
+            self.dp.load(arrays)
+        if self.rule.stateful:
+            self.aggregator.load(sub_state(arrays, "agg_"))
+
+    # -- a round ----------------------------------------------------------------------------
+    def open_round(self) -> TrainTask | None:
+        """Select the round's parties and build their task; None when the privacy budget ends the run."""
+        r = self.state.round + 1
+        if self.dp is not None and not self._privacy_allows(r, int(round(self.dp.expected))):
+            return None  # even the expected number of parties would overshoot: save the training
+        self._t0 = time.perf_counter()
+        part, seed = self.cfg.participation, self.cfg.run.seed
+        if self.asynchronous:
+            # FedBuff keeps `concurrency` parties training: refill from the idle ones
+            idle = np.flatnonzero(~self._in_flight)
+            need = min(self.concurrency - int(self._in_flight.sum()), len(idle))
+            pick = generator(seed, r, Purpose.SELECT).choice(idle, size=need, replace=False)
+            sampled = np.sort(pick).astype(np.int64)
+            self._in_flight[sampled] = True
+        else:
+            sampled = sample_parties(seed, r, self.num_parties, part.fraction, part.count, part.poisson)
+            self._batches, self._failures = [], []
+        self._task = TrainTask(
+            round=r,
+            version=self.state.version,
+            params=self.state.params,
+            spec=self.spec,
+            seed=seed,
+            party_ids=sampled,
+            deadline=part.deadline,
+            straggler_policy=part.straggler_policy,
+            control=None if self.control is None else self.control.c,
+        )
+        return self._task
+
+    def accept(self, item: UpdateBatch | Failure) -> None:
+        """Take one arriving batch (or a report of parties that will not answer) into the open round."""
+        self._in_flight[item.party_ids] = False
+        if isinstance(item, Failure):
+            self._failures.append(item)
+        else:
+            self._batches.append(item)
+
+    def ready(self) -> bool:
+        """FedBuff releases once ``async_buffer`` updates are in; a synchronous round waits for everything
+        the transport will deliver (the task's deadline bounds it)."""
+        if not self.asynchronous:
+            return False
+        return sum(len(b) for b in self._batches) >= self.cfg.participation.async_buffer
+
+    def release(self) -> RoundRecord | None:
+        """Validate, aggregate and step the model; None when the round does not count (budget, divergence)."""
+        cfg, st, task = self.cfg, self.state, self._task
+        r = task.round
+        before = (st.params, st.opt_state)  # the last released model, kept if this round diverges
+        failed = {f.reason: len(f.party_ids) for f in self._failures}
+        batch = UpdateBatch.concat(self._batches) if self._batches else None
+        self._batches, self._failures = [], []
+        n = 0 if batch is None else len(batch)
+        cut_short = 0 if batch is None else int(batch.metrics.get("cut_short", np.zeros(0, bool)).sum())
+        arrived = 0.0 if batch is None or batch.arrival is None else float(batch.arrival.max(initial=0.0))
+        metrics: dict[str, Any] = {
+            "round": r,
+            "sampled": len(task.party_ids),
+            "participants": n,
+            "dropped": failed.get("dropout", 0),
+            "stragglers": failed.get("deadline", 0) + cut_short,
+        }
+        if self.asynchronous:
+            clock = max(st.sim_clock, arrived)
+            metrics["sim_time"] = clock - st.sim_clock
+        else:
+            metrics["sim_time"] = arrived
+            clock = st.sim_clock + arrived
+        metrics["sim_clock"] = clock
+        answers = None if batch is None else batch.round
+        if n and self.asynchronous:
+            batch, answers = self._staleness_weighted(batch, r, metrics)
+        record = RoundRecord(r, st.version, st.params, np.zeros(0, np.int64), {}, None, metrics, False)
+        if n:
+            check = validate_updates(
+                batch.deltas, batch.party_ids, answers, r, max_norm=cfg.validation.max_update_norm
+            )
+            metrics["rejected"] = len(check.reasons)
+            record.rejected = {int(batch.party_ids[i]): why for i, why in check.reasons.items()}
+            if check.reasons:
+                metrics["rejected_reasons"] = check.counts()
+            if set(check.reasons.values()) <= UNUSABLE and len(check.reasons) == n:
+                return self._diverge(
+                    f"round {r}: every party's update was non-finite or too large to aggregate "
+                    f"({check.counts()}), so local training diverged"
+                )
+            keep = check.accepted
+            if self.control is not None and keep.any():
+                self.control.update(batch.party_ids[keep], batch.control_deltas[keep])
+            if keep.sum() < self.rule.min_parties:
+                keep[:] = False  # e.g. secure aggregation cannot hide a single update: treat as empty
+                metrics["skipped"] = "too few updates for the aggregator"
+            if keep.any():
+                kept = batch.take(keep)
+                ctx = AggregationContext(round=r, party_ids=kept.party_ids, steps=kept.steps)
+                if self.root is not None:
+                    ctx.signals["server_update"] = self._root_update(r)
+                shares = self._noise_shares(len(kept))
+                if self.dp is not None and not self._privacy_allows(r, shares):
+                    return None  # nothing released, the round does not count
+                try:
+                    if self.dp is None:
+                        update = self.aggregator(kept.deltas, kept.weights, ctx)
+                    else:
+                        tctx = TransformContext(cfg.run.seed, r, kept.party_ids)
+                        update = self.dp.aggregate(kept.deltas, tctx, self.aggregator, ctx)
+                        metrics.update(self.dp.record(shares))
+                except (ValueError, ArithmeticError, SecAggError) as err:
+                    # validated updates reached the rule, so this is the rule's limit (e.g. Krum with too
+                    # few updates this round), not a crash: the round releases nothing and says why
+                    metrics["skipped"] = f"aggregator {self.rule.name} could not aggregate this round: {err}"
+                    log.warning("round %d: %s", r, metrics["skipped"])
+                    update = None
+                if update is not None:
+                    params, opt_state = self.server_opt.step(st.params, update, st.opt_state)
+                    if not np.all(np.isfinite(params)):
+                        return self._diverge(f"round {r}: the global model became non-finite")
+                    st.params, st.opt_state = params, opt_state
+                    record.accepted, record.batch, record.aggregate = kept.party_ids, kept, update
+                    record.weights = self._shares(kept, ctx)
+                    metrics.update(self._signals(kept, update, ctx, record.weights))
+            if self.dp is not None and not keep.any() and not self._release_noise_only(r, metrics):
+                return None
+            loss = batch.metrics.get("train_loss")
+            if loss is not None and np.isfinite(loss).all():  # Opacus' trainer reports no loss
+                metrics["train_loss"] = float(np.average(loss, weights=batch.weights))
+            if "raw_norm" in batch.metrics:
+                metrics["update_norm_mean"] = float(batch.metrics["raw_norm"].mean())
+            metrics["mean_local_steps"] = float(batch.steps.mean())
+        elif self.dp is not None and not self._release_noise_only(r, metrics):
+            return None
+        if not np.all(np.isfinite(st.params)):  # e.g. a DP noise-only release on a huge model
+            st.params, st.opt_state = before
+            return self._diverge(f"round {r}: the global model became non-finite")
+        if r % cfg.run.eval_every == 0 or r == cfg.run.rounds:
+            scores = self.evaluator(st.params)
+            if not np.isfinite(scores["loss"]):
+                st.params, st.opt_state = before
+                return self._diverge(f"round {r}: the global model's outputs overflow (infinite loss)")
+            metrics.update(scores)
+        st.round = r
+        st.sim_clock = clock
+        released = st.params is not before[0]  # did this round change the global model?
+        if released:
+            st.version += 1
+        metrics["released"] = released
+        st.wall_time_s += time.perf_counter() - self._t0
+        metrics["wall_time_s"] = round(st.wall_time_s, 6)
+        record.version, record.params, record.released = st.version, st.params, released
+        return record
+
+    def _staleness_weighted(
+        self, batch: UpdateBatch, r: int, metrics: dict[str, Any]
+    ) -> tuple[UpdateBatch, np.ndarray]:
+        """FedBuff's buffer: rows in party order, each weighted ``(1 + s)^-a`` for staleness ``s``.
+
+        Returns the batch and the round each row is checked against: the open round for every update
+        (asynchronous updates legitimately answer older tasks) except those past ``max_staleness``.
+        """
+        part = self.cfg.participation
+        batch = batch.take(np.argsort(batch.party_ids, kind="stable"))
+        staleness = self.state.version - batch.base_version
+        batch.weights = batch.weights * (1.0 + staleness) ** -part.staleness_exponent
+        answers = np.full(len(batch), r, dtype=np.int64)
+        if part.max_staleness is not None:
+            answers[staleness > part.max_staleness] = -1  # rejected as stale_round
+        metrics["staleness_mean"] = float(staleness.mean())
+        metrics["staleness_max"] = int(staleness.max())
+        metrics["staleness_counts"] = np.bincount(staleness).tolist()
+        return batch, answers
+
+    # -- privacy ----------------------------------------------------------------------------
+    def _noise_shares(self, accepted: int) -> int:
+        """Distributed noise shares the accountant may count on: the accepted updates less the task's
+        ``f_max`` bound on Byzantine parties, which may have sent none (a party's claim is never trusted)."""
+        return max(0, accepted - min(accepted, self.f_max_parties))
+
+    def _release_noise_only(self, round_: int, metrics: dict[str, Any]) -> bool:
+        """A DP round in which no update survived: central noise alone is released and accounted for.
+
+        The Poisson-sampled Gaussian analysis covers the noisy sum over whoever was sampled, the empty
+        set included, so an unchanged model would be an event outside it. Distributed noise has no one
+        to add it, so such a round ends the run instead (False).
+        """
+        if self.cfg.privacy.mode == "distributed":
+            self.stopped = f"round {round_}: no update to carry distributed noise; stopped before releasing"
+            return False
+        if not self._privacy_allows(round_, 0):
+            return False
+        dim = len(self.state.params)
+        noise = self.dp.aggregate(
+            np.zeros((0, dim), np.float32),
+            TransformContext(self.cfg.run.seed, round_, np.zeros(0, np.int64)),
+            self.aggregator,
+            None,
+        )
+        st = self.state
+        st.params, st.opt_state = self.server_opt.step(st.params, noise, st.opt_state)
+        metrics.update(self.dp.record(0))
+        return True
+
+    def _privacy_allows(self, round_: int, reported: int) -> bool:
+        """False (and ``self.stopped`` says why) when releasing this round would exceed the privacy budget."""
+        from deai.engine.privacy import BudgetExceededError
+
+        try:
+            self.dp.check_budget(round_, reported)
+        except BudgetExceededError as err:
+            self.stopped = str(err)
+            return False
+        return True
+
+    def _diverge(self, what: str) -> None:
+        """Stop the run on a diverged model or local training; the last released model stays the result."""
+        self.diverged = True
+        self.stopped = (
+            f"diverged: {what}; the last finite model (round {self.state.round}) is kept. Lower "
+            f"strategy.lr (now {self.cfg.strategy.lr:g}) or strategy.server_lr (now {self.server_opt.lr:g}), "
+            "or bound updates with strategy.clip_norm"
+        )
+        return None
+
+    # -- defences and their signals ---------------------------------------------------------
+    def _root_update(self, round_: int) -> np.ndarray:
+        """FLTrust's server update: local training on the task owner's own root set."""
+        x, y = self.root
+        res = train_parties(
+            self.model, x, y, np.array([0, len(y)]), np.array([0]), self.state.params, self.spec,
+            self.cfg.run.seed, round_,
+        )  # fmt: skip
+        return res.deltas[0]
+
+    def _shares(self, kept: UpdateBatch, ctx: AggregationContext) -> np.ndarray | None:
+        """Each accepted party's share of the aggregate, where the rule has one (order statistics don't)."""
+        weight_keys = [k for k in ctx.signals if k.endswith("_weight")]
+        if self.dp is not None:
+            share = np.ones(len(kept))  # DP-FedAvg averages parties uniformly
+        elif weight_keys:
+            share = np.asarray(ctx.signals[weight_keys[0]], dtype=np.float64)
+        elif self.rule.weights_parties:
+            share = kept.weights / kept.weights.sum()
+        else:
+            return None
+        return share / share.sum() if share.sum() > 0 else share
+
+    def _signals(
+        self, kept: UpdateBatch, update: np.ndarray, ctx: AggregationContext, share: np.ndarray | None
+    ) -> dict[str, Any]:
+        """Per-party detection signals a real aggregator can compute: norm, distance and cosine to the
+        aggregate, and the rule's own. Under secure aggregation or HE no one sees a row, so only public
+        facts remain (weight shares, who survived the protocol)."""
+        if not self.cfg.run.party_signals:
+            return {}
+        signals: dict[str, Any] = {"party": kept.party_ids.tolist()}
+        if not self.rule.private:
+            deltas = kept.deltas
+            norms = np.linalg.norm(deltas, axis=1)
+            agg_norm = float(np.linalg.norm(update))
+            cosine = deltas @ update / np.maximum(norms * agg_norm, 1e-12)
+            signals["update_norm"] = np.round(norms, 6).tolist()
+            signals["distance_to_aggregate"] = np.round(
+                np.linalg.norm(deltas - update[None, :], axis=1), 6
+            ).tolist()
+            signals["cosine_to_aggregate"] = np.round(cosine, 6).tolist()
+        if share is not None:
+            signals["weight_share"] = np.round(share, 6).tolist()
+        for k, v in ctx.signals.items():
+            if k != "server_update" and np.ndim(v) == 1 and len(v) == len(kept):
+                signals[k] = np.round(np.asarray(v, dtype=np.float64), 6).tolist()
+        return {"party_signals": signals}
+
+
+def sub_state(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The arrays saved under ``prefix``, with the prefix removed (one component's named state)."""
+    return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
