@@ -38,8 +38,8 @@ def federation(parties: int, seed: int, replicate: int) -> FederatedData:
         num_classes=10,
         image_shape=(1, 8, 8),
         party_names=tuple(f"party-{i}" for i in range(parties)),
-        x_official_test=x_eval,
-        y_official_test=y_eval,
+        x_heldout=x_eval,
+        y_heldout=y_eval,
     )
 
 

@@ -29,6 +29,8 @@ class Aggregator(Protocol):
       aggregates nothing (secure aggregation needs two, so no update is alone);
     * ``weights_parties`` (default False): each party's share of the aggregate is its normalized weight;
     * ``private`` (default False): it never sees an individual update (secure aggregation, HE);
+    * ``streaming`` (default False): its aggregate is ``sum_i w_i x_i / sum_i w_i``, so a round can be
+      folded batch by batch without holding the update matrix;
     * ``state()``/``load(arrays)``: state kept across rounds, saved in checkpoints.
     """
 
@@ -55,6 +57,7 @@ class Traits:
     min_parties: int
     weights_parties: bool
     private: bool
+    streaming: bool
     stateful: bool
 
 
@@ -64,5 +67,6 @@ def traits(rule: object) -> Traits:
         min_parties=int(getattr(rule, "min_parties", 1)),
         weights_parties=bool(getattr(rule, "weights_parties", False)),
         private=bool(getattr(rule, "private", False)),
+        streaming=bool(getattr(rule, "streaming", False)),
         stateful=callable(getattr(rule, "state", None)) and callable(getattr(rule, "load", None)),
     )

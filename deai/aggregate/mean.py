@@ -12,6 +12,7 @@ class WeightedMean:
 
     name = "mean"
     weights_parties = True  # each party's share of the aggregate is its weight
+    streaming = True  # a weighted sum: the server can fold a round batch by batch (deai.server.streaming)
 
     def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> np.ndarray:
         p = normalized_weights(weights).astype(np.float32)

@@ -25,6 +25,7 @@ from deai.messages import Failure, RoundRecord, TrainTask, UpdateBatch
 from deai.models.base import Model
 from deai.privacy.secagg.errors import SecAggError
 from deai.rng import Purpose, generator
+from deai.server.streaming import StreamingSum
 from deai.train import LocalSpec, train_parties
 from deai.transforms import TransformContext
 from deai.verify.validation import NON_FINITE, NORM_OVERFLOW, validate_updates
@@ -105,6 +106,17 @@ class ServerProgram:
         self.asynchronous = part.async_buffer is not None
         self.concurrency = part.concurrency or part.count or num_parties
         self._in_flight = np.zeros(num_parties, dtype=bool)  # asynchronous mode: dispatched, not yet back
+        # a plain weighted mean folds a many-batch round as it arrives instead of holding every row
+        self.streams = (
+            self.rule.streaming
+            and dp is None
+            and control is None
+            and root is None
+            and not cfg.run.party_signals
+            and not self.asynchronous
+        )
+        self._stream: StreamingSum | None = None
+        self._arrived, self._cut_short = 0.0, 0
         seed = cfg.run.seed
         w0 = model.init_params(seed)
         self.state = ServerState(round=0, version=0, params=w0, opt_state=server_opt.init(len(w0)))
@@ -164,7 +176,8 @@ class ServerProgram:
             self._in_flight[sampled] = True
         else:
             sampled = sample_parties(seed, r, self.num_parties, part.fraction, part.count, part.poisson)
-            self._batches, self._failures = [], []
+            self._batches, self._failures, self._stream = [], [], None
+            self._arrived, self._cut_short = 0.0, 0
         self._task = TrainTask(
             round=r,
             version=self.state.version,
@@ -183,6 +196,22 @@ class ServerProgram:
         self._in_flight[item.party_ids] = False
         if isinstance(item, Failure):
             self._failures.append(item)
+            return
+        if item.arrival is not None and len(item):
+            self._arrived = max(self._arrived, float(item.arrival.max()))
+        self._cut_short += int(item.metrics.get("cut_short", np.zeros(0, bool)).sum())
+        if self.streams and (self._stream is not None or self._batches):
+            # a second batch: the round comes in parts, so fold them as they arrive (one batch alone is
+            # aggregated exactly as before, bit for bit)
+            if self._stream is None:
+                self._stream = StreamingSum(
+                    len(self.state.params),
+                    self.num_parties,
+                    self._task.round,
+                    self.cfg.validation.max_update_norm,
+                )
+                self._stream.fold(self._batches.pop())
+            self._stream.fold(item)
         else:
             self._batches.append(item)
 
@@ -200,29 +229,32 @@ class ServerProgram:
         before = (st.params, st.opt_state)  # the last released model, kept if this round diverges
         failed = {f.reason: len(f.party_ids) for f in self._failures}
         batch = UpdateBatch.concat(self._batches) if self._batches else None
+        stream, self._stream = self._stream, None
         self._batches, self._failures = [], []
-        n = 0 if batch is None else len(batch)
-        cut_short = 0 if batch is None else int(batch.metrics.get("cut_short", np.zeros(0, bool)).sum())
-        arrived = 0.0 if batch is None or batch.arrival is None else float(batch.arrival.max(initial=0.0))
+        n = stream.rows if stream is not None else 0 if batch is None else len(batch)
         metrics: dict[str, Any] = {
             "round": r,
             "sampled": len(task.party_ids),
             "participants": n,
             "dropped": failed.get("dropout", 0),
-            "stragglers": failed.get("deadline", 0) + cut_short,
+            "stragglers": failed.get("deadline", 0) + self._cut_short,
         }
         if self.asynchronous:
-            clock = max(st.sim_clock, arrived)
+            clock = max(st.sim_clock, self._arrived)
             metrics["sim_time"] = clock - st.sim_clock
+            self._arrived, self._cut_short = 0.0, 0
         else:
-            metrics["sim_time"] = arrived
-            clock = st.sim_clock + arrived
+            metrics["sim_time"] = self._arrived
+            clock = st.sim_clock + self._arrived
         metrics["sim_clock"] = clock
         answers = None if batch is None else batch.round
         if n and self.asynchronous:
             batch, answers = self._staleness_weighted(batch, r, metrics)
         record = RoundRecord(r, st.version, st.params, np.zeros(0, np.int64), {}, None, metrics, False)
-        if n:
+        if stream is not None:
+            if self._release_stream(stream, record) is None:
+                return None
+        elif n:
             check = validate_updates(
                 batch.deltas, batch.party_ids, answers, r, max_norm=cfg.validation.max_update_norm
             )
@@ -280,6 +312,47 @@ class ServerProgram:
             metrics["mean_local_steps"] = float(batch.steps.mean())
         elif self.dp is not None and not self._release_noise_only(r, metrics):
             return None
+        return self._finish(record, before, clock)
+
+    def _release_stream(self, stream: StreamingSum, record: RoundRecord) -> RoundRecord | None:
+        """The release of a round folded batch by batch (a plain weighted mean; see deai.server.streaming)."""
+        st, metrics, r = self.state, record.metrics, record.round
+        reasons = stream.reasons
+        metrics["rejected"] = len(reasons)
+        record.rejected = dict(reasons)
+        counts: dict[str, int] = {}
+        for why in reasons.values():
+            counts[why] = counts.get(why, 0) + 1
+        if counts:
+            metrics["rejected_reasons"] = counts
+        if set(reasons.values()) <= UNUSABLE and len(reasons) == stream.rows:
+            return self._diverge(
+                f"round {r}: every party's update was non-finite or too large to aggregate "
+                f"({counts}), so local training diverged"
+            )
+        ids, weights = stream.accepted_ids(), stream.accepted_weights()
+        if 0 < len(ids) < self.rule.min_parties:
+            ids = ids[:0]
+            metrics["skipped"] = "too few updates for the aggregator"
+        if len(ids):
+            update = stream.mean()
+            params, opt_state = self.server_opt.step(st.params, update, st.opt_state)
+            if not np.all(np.isfinite(params)):
+                return self._diverge(f"round {r}: the global model became non-finite")
+            st.params, st.opt_state = params, opt_state
+            record.accepted, record.aggregate = ids, update
+            record.weights = weights / weights.sum()
+        if stream.loss_finite:
+            metrics["train_loss"] = stream.loss_w / stream.w_all
+        metrics["update_norm_mean"] = stream.raw_norm / stream.rows
+        metrics["mean_local_steps"] = stream.steps / stream.rows
+        return record
+
+    def _finish(
+        self, record: RoundRecord, before: tuple[np.ndarray, dict[str, np.ndarray]], clock: float
+    ) -> RoundRecord | None:
+        """Check and score the released model, then close the round."""
+        cfg, st, metrics, r = self.cfg, self.state, record.metrics, record.round
         if not np.all(np.isfinite(st.params)):  # e.g. a DP noise-only release on a huge model
             st.params, st.opt_state = before
             return self._diverge(f"round {r}: the global model became non-finite")

@@ -75,10 +75,23 @@ class AdversarialTransport:
         self.inner.dispatch(task)
 
     def collect(self) -> Iterator[UpdateBatch | Failure]:
+        """Failures pass through; the round's updates come as one crafted batch, since an omniscient
+        attack reads every honest row of the round (asynchronous rows are crafted one by one)."""
+        batches: list[UpdateBatch] = []
         for item in self.inner.collect():
-            if isinstance(item, UpdateBatch):
-                item = self.adversary.craft(item, self._task, self.num_classes, self.image_shape)
-            yield item
+            if isinstance(item, Failure):
+                yield item
+            elif len(item) == 1 and item.arrival is not None and self._task is not None and self._is_async():
+                yield self.adversary.craft(item, self._task, self.num_classes, self.image_shape)
+            else:
+                batches.append(item)
+        if batches:
+            yield self.adversary.craft(
+                UpdateBatch.concat(batches), self._task, self.num_classes, self.image_shape
+            )
+
+    def _is_async(self) -> bool:
+        return bool(getattr(self.inner, "asynchronous", False))
 
     def evaluate(self, params: np.ndarray) -> EvalCounts:
         return self.inner.evaluate(params)

@@ -30,10 +30,28 @@ class SimulatedClock:
         self.seed, self.speeds, self.planned, self.dropout_rate = seed, speeds, planned_steps, dropout_rate
 
 
+#: Parties trained per batched call in a synchronous round. Bounds the round's working memory (a chunk's
+#: weights, gradients and deltas) at a million parties. Each party's update does not depend on it (each
+#: trains on its own keyed streams, whoever shares its call); a streamed mean of several chunks differs
+#: from one matrix product by float rounding only.
+CHUNK_PARTIES = 65536
+
+
 class InProcessTransport:
-    def __init__(self, party: PartyProgram, clock: SimulatedClock, *, asynchronous: bool = False) -> None:
+    def __init__(
+        self,
+        party: PartyProgram,
+        clock: SimulatedClock,
+        *,
+        asynchronous: bool = False,
+        chunk_parties: int = CHUNK_PARTIES,
+    ) -> None:
+        if chunk_parties < 1:
+            raise ValueError(f"chunk_parties must be at least 1; got {chunk_parties}")
         self.party, self.clock, self.asynchronous = party, clock, asynchronous
+        self.chunk_parties = chunk_parties
         self._pending: list[UpdateBatch | Failure] = []
+        self._work: list[tuple[TrainTask, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]] = []
         self.now = 0.0  # asynchronous mode: the simulated clock, at the last delivered arrival
         self._queue: list[tuple[float, int, UpdateBatch]] = []  # (arrival, sequence, one-row batch)
         self._sequence = 0
@@ -55,7 +73,14 @@ class InProcessTransport:
             out.append(Failure(a.dropped, "dropout"))
         if len(a.late):
             out.append(Failure(a.late, "deadline"))
-        if len(a.parties):
+        self._work = []
+        if len(a.parties) and not self.asynchronous:
+            # trained lazily, chunk by chunk, as the server collects (streaming rules fold each and drop it)
+            for s in range(0, len(a.parties), self.chunk_parties):
+                part = slice(s, s + self.chunk_parties)
+                budget = None if a.step_budget is None else a.step_budget[part]
+                self._work.append((task, a.parties[part], budget, a.times[part], a.cut_short[part]))
+        elif len(a.parties):
             batch = self.party.train(task, a.parties, a.step_budget)
             batch.metrics["cut_short"] = a.cut_short
             if self.asynchronous:
@@ -64,14 +89,17 @@ class InProcessTransport:
                     row.arrival = np.array([t])
                     heapq.heappush(self._queue, (float(t), self._sequence, row))
                     self._sequence += 1
-            else:
-                batch.arrival = a.times
-                out.append(batch)
         self._pending = out
 
     def collect(self) -> Iterator[UpdateBatch | Failure]:
         pending, self._pending = self._pending, []
         yield from pending
+        work, self._work = self._work, []
+        for task, parties, budget, times, cut_short in work:
+            batch = self.party.train(task, parties, budget)
+            batch.metrics["cut_short"] = cut_short
+            batch.arrival = times
+            yield batch
         while self.asynchronous and self._queue:
             t, _, row = heapq.heappop(self._queue)
             self.now = t
