@@ -323,6 +323,12 @@ class ExperimentConfig(_Strict):
                 f"is privacy.clip_norm ({pv.clip_norm:g}); remove strategy.clip_norm "
                 f"({self.strategy.clip_norm:g})"
             )
+        if self.strategy.algorithm == "scaffold" and self.strategy.aggregator in ("secagg", "he_ckks"):
+            raise ValueError(
+                "strategy.algorithm 'scaffold' sends each party's control-variate change to the server "
+                f"in the clear, revealing what strategy.aggregator '{self.strategy.aggregator}' hides; "
+                "use fedavg, fedprox or an adaptive server optimizer with secure aggregation"
+            )
         if self.strategy.aggregator_options and self.strategy.aggregator is None:
             raise ValueError(
                 "strategy.aggregator_options needs strategy.aggregator: name the rule the options are for"

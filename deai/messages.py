@@ -29,6 +29,8 @@ class TrainTask:
     deadline: float | None = None  # simulated time a party may train before it must report
     straggler_policy: str = "drop"  # "partial": a slow party reports the steps it did by the deadline
     control: np.ndarray | None = None  # SCAFFOLD's server control variate c
+    # secure aggregation or HE: parties keep their updates and answer the server's protocol phases
+    withhold: bool = False
 
 
 @dataclass

@@ -27,11 +27,12 @@ from deai.models.base import Model
 from deai.party import PartyProgram, PartyShards
 from deai.rng import Purpose
 from deai.server import ServerControl, ServerProgram
-from deai.sim import AdversarialTransport, Adversary, GroundTruthObserver
+from deai.sim import AdversarialParties, Adversary, GroundTruthObserver
 from deai.train import LocalSpec, planned_steps
 from deai.transforms import chain
 from deai.transport import InProcessTransport, SimulatedClock
 from deai.transport.base import Transport
+from deai.transport.inprocess import CHUNK_PARTIES
 
 __all__ = ["Simulation", "SimulationState", "evaluate"]
 
@@ -117,14 +118,16 @@ class Simulation:
         )
         self.speeds = party_speeds(seed, fed.num_parties, cfg.participation.speed_sigma)
         self.planned = planned_steps(fed.train_sizes, self.strategy.local)
-        transport: Transport = InProcessTransport(
-            self.party,
+        parties = self.party
+        if adversary is not None:
+            parties = AdversarialParties(self.party, adversary, fed.num_classes, fed.image_shape)
+        self.transport: Transport = InProcessTransport(
+            parties,
             SimulatedClock(seed, self.speeds, self.planned, cfg.participation.dropout_rate),
             asynchronous=cfg.participation.async_buffer is not None,
+            # an omniscient attack reads every honest row of the round: train the round in one call
+            chunk_parties=fed.num_parties if adversary is not None else CHUNK_PARTIES,
         )
-        if adversary is not None:
-            transport = AdversarialTransport(transport, adversary, fed.num_classes, fed.image_shape)
-        self.transport = transport
         # -- the server side ----------------------------------------------------------------------
         control = None
         if self.strategy.control_variates:
@@ -146,6 +149,7 @@ class Simulation:
             dp=self.dp,
             control=control,
             root=root,
+            exchange=self.transport.exchange,
         )
         self.state = SimulationState(self.server)
         self.observer = GroundTruthObserver(self.malicious)

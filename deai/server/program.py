@@ -80,6 +80,10 @@ class ServerProgram:
     dp : the DP-FedAvg side (:class:`deai.engine.privacy.DPFedAvg`), or None.
     control : SCAFFOLD's server control, or None.
     root : the task owner's own clean rows ``(x, y)`` for FLTrust's server update, or None.
+    exchange : the transport's message phases, for rules that never see an update (``private``): their
+        parties keep their updates, so the server validates only what it receives (round, sender, weight,
+        steps) and cannot check norms; the bounds are the parties' own encoding (SecAgg's per-coordinate
+        clip, CKKS's range), which an honest party applies and a Byzantine one may not.
     """
 
     def __init__(
@@ -95,12 +99,16 @@ class ServerProgram:
         dp: Any = None,
         control: ServerControl | None = None,
         root: tuple[np.ndarray, np.ndarray] | None = None,
+        exchange: Callable[[str, Any], dict[int, bytes]] | None = None,
     ) -> None:
         self.cfg, self.model = cfg, model
         self.aggregator, self.server_opt = aggregator, server_opt
         self.rule = traits(aggregator)
         self.num_parties, self.spec, self.evaluator = num_parties, spec, evaluator
         self.dp, self.control, self.root = dp, control, root
+        if self.rule.private and exchange is None:
+            raise ValueError(f"aggregator {self.rule.name!r} runs a protocol with the parties: pass exchange")
+        self.exchange = exchange  # the transport's phases of a private sum (SecAgg+ stages, HE requests)
         self.f_max_parties = math.floor(cfg.strategy.f_max * num_parties)
         part = cfg.participation
         self.asynchronous = part.async_buffer is not None
@@ -188,6 +196,7 @@ class ServerProgram:
             deadline=part.deadline,
             straggler_policy=part.straggler_policy,
             control=None if self.control is None else self.control.c,
+            withhold=self.rule.private,
         )
         return self._task
 
@@ -227,7 +236,11 @@ class ServerProgram:
         cfg, st, task = self.cfg, self.state, self._task
         r = task.round
         before = (st.params, st.opt_state)  # the last released model, kept if this round diverges
-        failed = {f.reason: len(f.party_ids) for f in self._failures}
+        failed: dict[str, int] = {}
+        for f in self._failures:
+            failed[f.reason] = failed.get(f.reason, 0) + len(f.party_ids)
+        # parties that found their own update unencodable under a private sum reported that, not the row
+        unencodable = {int(p): f.reason for f in self._failures if f.reason in UNUSABLE for p in f.party_ids}
         batch = UpdateBatch.concat(self._batches) if self._batches else None
         stream, self._stream = self._stream, None
         self._batches, self._failures = [], []
@@ -251,6 +264,15 @@ class ServerProgram:
         if n and self.asynchronous:
             batch, answers = self._staleness_weighted(batch, r, metrics)
         record = RoundRecord(r, st.version, st.params, np.zeros(0, np.int64), {}, None, metrics, False)
+        if unencodable and not n:
+            metrics["rejected"] = len(unencodable)
+            metrics["rejected_reasons"] = {
+                why: list(unencodable.values()).count(why) for why in set(unencodable.values())
+            }
+            return self._diverge(
+                f"round {r}: every party's update was non-finite or too large to aggregate "
+                f"({metrics['rejected_reasons']}), so local training diverged"
+            )
         if stream is not None:
             if self._release_stream(stream, record) is None:
                 return None
@@ -258,10 +280,11 @@ class ServerProgram:
             check = validate_updates(
                 batch.deltas, batch.party_ids, answers, r, max_norm=cfg.validation.max_update_norm
             )
-            metrics["rejected"] = len(check.reasons)
-            record.rejected = {int(batch.party_ids[i]): why for i, why in check.reasons.items()}
-            if check.reasons:
-                metrics["rejected_reasons"] = check.counts()
+            record.rejected = {int(batch.party_ids[i]): why for i, why in check.reasons.items()} | unencodable
+            metrics["rejected"] = len(record.rejected)
+            if record.rejected:
+                reasons = list(record.rejected.values())
+                metrics["rejected_reasons"] = {why: reasons.count(why) for why in dict.fromkeys(reasons)}
             if set(check.reasons.values()) <= UNUSABLE and len(check.reasons) == n:
                 return self._diverge(
                     f"round {r}: every party's update was non-finite or too large to aggregate "
@@ -281,12 +304,21 @@ class ServerProgram:
                 shares = self._noise_shares(len(kept))
                 if self.dp is not None and not self._privacy_allows(r, shares):
                     return None  # nothing released, the round does not count
+                rule = self.aggregator
+                if (
+                    self.rule.private
+                ):  # the rows stay with the parties: run the protocol through the transport
+                    dim = len(st.params)
+
+                    def rule(_rows: np.ndarray, weights: np.ndarray, c: AggregationContext) -> np.ndarray:
+                        return self.aggregator.aggregate_over(self.exchange, dim, weights, c)
+
                 try:
                     if self.dp is None:
-                        update = self.aggregator(kept.deltas, kept.weights, ctx)
+                        update = rule(kept.deltas, kept.weights, ctx)
                     else:
                         tctx = TransformContext(cfg.run.seed, r, kept.party_ids)
-                        update = self.dp.aggregate(kept.deltas, tctx, self.aggregator, ctx)
+                        update = self.dp.aggregate(kept.deltas, tctx, rule, ctx)
                         metrics.update(self.dp.record(shares))
                 except (ValueError, ArithmeticError, SecAggError) as err:
                     # validated updates reached the rule, so this is the rule's limit (e.g. Krum with too

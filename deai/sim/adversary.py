@@ -6,16 +6,14 @@ It is omniscient, the strongest attacker of the attack papers: it reads the roun
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 
 from deai.attacks import Attack, AttackContext
 from deai.evaluation import EvalCounts
-from deai.messages import Failure, TrainTask, UpdateBatch
+from deai.messages import TrainTask, UpdateBatch
 from deai.party.data import PartyShards
+from deai.party.program import PartyProgram
 from deai.rng import Purpose, key
-from deai.transport.base import Transport
 
 
 class Adversary:
@@ -60,41 +58,29 @@ class Adversary:
         return batch.with_deltas(self.attack.craft(batch.deltas, ctx))
 
 
-class AdversarialTransport:
-    """A transport whose malicious parties' updates the adversary rewrites before the server sees them."""
+class AdversarialParties:
+    """The party program of a federation some of whose parties the adversary controls.
+
+    Honest and malicious parties train alike (data poisoning happened on their rows already); the
+    adversary then rewrites the malicious rows, after their client transforms and before anything
+    leaves the party side: so under secure aggregation a crafted update is what gets masked, as it
+    would be. The in-process transport owns this wrapper in place of the honest program.
+    """
 
     def __init__(
-        self, inner: Transport, adversary: Adversary, num_classes: int, image_shape: tuple[int, ...] | None
+        self, party: PartyProgram, adversary: Adversary, num_classes: int, image_shape: tuple[int, ...] | None
     ) -> None:
-        self.inner, self.adversary = inner, adversary
+        self.party, self.adversary = party, adversary
         self.num_classes, self.image_shape = num_classes, image_shape
-        self._task: TrainTask | None = None
 
-    def dispatch(self, task: TrainTask) -> None:
-        self._task = task
-        self.inner.dispatch(task)
-
-    def collect(self) -> Iterator[UpdateBatch | Failure]:
-        """Failures pass through; the round's updates come as one crafted batch, since an omniscient
-        attack reads every honest row of the round (asynchronous rows are crafted one by one)."""
-        batches: list[UpdateBatch] = []
-        for item in self.inner.collect():
-            if isinstance(item, Failure):
-                yield item
-            elif len(item) == 1 and item.arrival is not None and self._task is not None and self._is_async():
-                yield self.adversary.craft(item, self._task, self.num_classes, self.image_shape)
-            else:
-                batches.append(item)
-        if batches:
-            yield self.adversary.craft(
-                UpdateBatch.concat(batches), self._task, self.num_classes, self.image_shape
-            )
-
-    def _is_async(self) -> bool:
-        return bool(getattr(self.inner, "asynchronous", False))
+    def train(
+        self, task: TrainTask, party_ids: np.ndarray, step_budget: np.ndarray | None = None
+    ) -> UpdateBatch:
+        batch = self.party.train(task, party_ids, step_budget)
+        return self.adversary.craft(batch, task, self.num_classes, self.image_shape)
 
     def evaluate(self, params: np.ndarray) -> EvalCounts:
-        return self.inner.evaluate(params)
+        return self.party.evaluate(params)
 
     def close(self) -> None:
-        self.inner.close()
+        self.party.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Protocol
 
 import numpy as np
@@ -19,6 +19,11 @@ class Transport(Protocol):
     def collect(self) -> Iterator[UpdateBatch | Failure]:
         """What has come back for the open round, batch by batch, in arrival order; ends when nothing more
         will come (every asked party answered, failed, or missed the task's deadline)."""
+        ...
+
+    def exchange(self, kind: str, messages: Mapping[int, bytes]) -> dict[int, bytes]:
+        """One phase of a private sum (SecAgg+ stage, HE encryption request): deliver each party its
+        message, return the replies that came back (a party that dropped sends none)."""
         ...
 
     def evaluate(self, params: np.ndarray) -> EvalCounts:

@@ -13,13 +13,14 @@ yields updates one by one in arrival order (``arrival`` is then the absolute sim
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
 from deai.engine.participation import simulate_arrivals
 from deai.evaluation import EvalCounts
 from deai.messages import Failure, TrainTask, UpdateBatch
+from deai.party.private import WithheldUpdates
 from deai.party.program import PartyProgram
 
 
@@ -55,6 +56,7 @@ class InProcessTransport:
         self.now = 0.0  # asynchronous mode: the simulated clock, at the last delivered arrival
         self._queue: list[tuple[float, int, UpdateBatch]] = []  # (arrival, sequence, one-row batch)
         self._sequence = 0
+        self.withheld = WithheldUpdates()  # parties' own updates under a private sum
 
     def dispatch(self, task: TrainTask) -> None:
         c = self.clock
@@ -69,6 +71,7 @@ class InProcessTransport:
             straggler_policy=task.straggler_policy,
         )
         out: list[UpdateBatch | Failure] = []
+        self.withheld.clear()
         if len(a.dropped):
             out.append(Failure(a.dropped, "dropout"))
         if len(a.late):
@@ -99,11 +102,18 @@ class InProcessTransport:
             batch = self.party.train(task, parties, budget)
             batch.metrics["cut_short"] = cut_short
             batch.arrival = times
+            if task.withhold:
+                batch, unusable = self.withheld.hold(batch)
+                for reason, ids in unusable.items():
+                    yield Failure(ids, reason)
             yield batch
         while self.asynchronous and self._queue:
             t, _, row = heapq.heappop(self._queue)
             self.now = t
             yield row
+
+    def exchange(self, kind: str, messages: Mapping[int, bytes]) -> dict[int, bytes]:
+        return self.withheld.answer(kind, messages)
 
     def evaluate(self, params: np.ndarray) -> EvalCounts:
         return self.party.evaluate(params)

@@ -10,13 +10,15 @@ Homomorphic Encryption" (IEEE TIFS 2018), with CKKS in place of Paillier/LWE.
 from __future__ import annotations
 
 import logging
+import struct
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from deai.aggregate.base import AggregationContext
-from deai.privacy.he.context import CKKSParams
+from deai.privacy.he.context import CKKSParams, PublicContext
 from deai.privacy.he.keys import KeyCommittee, KeyHolder, KeyOwner, decrypt_sum
 from deai.privacy.he.vectors import aggregate_ciphertexts, encrypt_update
 
@@ -121,24 +123,37 @@ class HEAggregator:
                 "these CKKS parameters can decrypt; use a larger first prime (params) or smaller weights"
             )
 
+        rows = {int(pid): updates[p] for p, pid in enumerate(ctx.party_ids)}
+        return self.aggregate_over(lambda kind, msgs: encrypt_replies(kind, msgs, rows), dim, weights, ctx)
+
+    def aggregate_over(
+        self, exchange: Callable[[str, Mapping[int, bytes]], dict[int, bytes]], dim: int, weights: np.ndarray,
+        ctx: AggregationContext,
+    ) -> np.ndarray:  # fmt: skip
+        """The aggregator's and key holder's side: send each party the public context and its weight
+        through ``exchange``, add the ciphertexts that come back, and decrypt only their sum."""
+        weights = np.asarray(weights, dtype=np.float64)
         t0 = time.perf_counter()
         holder = self._new_key_holder()
         public_context = holder.public_context
         keygen_s = time.perf_counter() - t0
-
-        payloads: dict[int, bytes] = {}
-        unsent: dict[int, str] = {}  # parties whose update could not be encrypted (NaN, out of range)
-        encrypt_times = []
-        for p, party_id in enumerate(ctx.party_ids.tolist()):
-            t0 = time.perf_counter()
-            try:
-                payloads[party_id] = encrypt_update(updates[p], public_context, weight=weights[p])
-            except ValueError as exc:
-                log.warning("party %s could not encrypt its update: %s", party_id, exc)
-                unsent[party_id] = f"not encrypted: {exc}"
-                continue
-            encrypt_times.append(time.perf_counter() - t0)
-
+        ids = ctx.party_ids.tolist()
+        t0 = time.perf_counter()
+        payloads = exchange(
+            HE_ENCRYPT,
+            {
+                pid: encrypt_request(public_context.data, float(w))
+                for pid, w in zip(ids, weights, strict=True)
+            },
+        )
+        encrypt_s = time.perf_counter() - t0
+        unsent = {
+            pid: "not encrypted (non-finite or out of range at the party)"
+            for pid in ids
+            if pid not in payloads
+        }
+        for pid, why in unsent.items():
+            log.warning("party %s could not encrypt its update: %s", pid, why)
         if not payloads:
             raise ValueError(f"no party could encrypt its update: {unsent}")
         t0 = time.perf_counter()
@@ -154,7 +169,7 @@ class HEAggregator:
         plaintext_bytes = dim * np.dtype(np.float32).itemsize
         bytes_per_party = float(np.mean([len(b) for b in payloads.values()]))
         self.last_stats = HEStats(
-            parties=parties,
+            parties=len(ids),
             dim=dim,
             slots=self.params.slots,
             ciphertexts_per_party=self.params.ciphertexts_for(dim),
@@ -163,7 +178,7 @@ class HEAggregator:
             expansion=bytes_per_party / plaintext_bytes,
             public_context_bytes=len(public_context.data),
             keygen_s=keygen_s,
-            encrypt_s_per_party=float(np.mean(encrypt_times)) if encrypt_times else 0.0,
+            encrypt_s_per_party=encrypt_s / max(1, len(payloads)),
             aggregate_s=aggregate_s,
             decrypt_s=decrypt_s,
             rejected=unsent | {pid: err.reason for pid, err in result.rejected.items()},
@@ -172,3 +187,33 @@ class HEAggregator:
         if included_weight <= 0:
             raise ValueError(f"every party with positive weight was rejected: {self.last_stats.rejected}")
         return (total / included_weight).astype(np.float32)
+
+
+HE_ENCRYPT = "he_encrypt"  # aggregator -> party: the public context and the party's public weight
+
+
+def encrypt_request(public_context: bytes, weight: float) -> bytes:
+    return struct.pack("<d", weight) + public_context
+
+
+def encrypt_replies(
+    kind: str, messages: Mapping[int, bytes], rows: Mapping[int, np.ndarray]
+) -> dict[int, bytes]:
+    """The parties' side: each encrypts its own ``weight * update`` under the public context it was sent.
+
+    A party whose update cannot be encrypted (non-finite, or out of the range the parameters decrypt)
+    sends nothing and logs why; the aggregator lists it as not encrypted.
+    """
+    if kind != HE_ENCRYPT:
+        raise ValueError(f"unknown HE stage {kind!r}")
+    contexts: dict[bytes, PublicContext] = {}
+    out = {}
+    for pid, message in messages.items():
+        (weight,), data = struct.unpack("<d", message[:8]), bytes(message[8:])
+        if data not in contexts:
+            contexts[data] = PublicContext.from_bytes(data)
+        try:
+            out[pid] = encrypt_update(rows[pid], contexts[data], weight=weight)
+        except ValueError as exc:
+            log.warning("party %s could not encrypt its update: %s", pid, exc)
+    return out

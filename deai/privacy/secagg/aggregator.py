@@ -8,10 +8,17 @@ al. 2017; Bell et al. 2020) and divides by the survivors' total weight. This is 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
+
 import numpy as np
 
 from deai.aggregate.base import AggregationContext, normalized_weights
-from deai.privacy.secagg.protocol import SecAggResult, secure_sum
+from deai.privacy.secagg.config import SecAggConfig
+from deai.privacy.secagg.messages import RELAYED_SHARES
+from deai.privacy.secagg.phases import START, Exchange, PartyStages, run_server_stages, start_message
+from deai.privacy.secagg.protocol import SecAggResult
+from deai.privacy.secagg.server import SecAggServer
 from deai.rng import Purpose, key, party_uniform
 
 # Mid-protocol dropouts draw from key(seed, round, DROPOUT, extra=1): apart from the engine's
@@ -65,25 +72,70 @@ class SecureAggregator:
         self.dropout_after_masking = float(dropout_after_masking)
         self.last_result: SecAggResult | None = None
 
-    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> np.ndarray:
+    def session_params(self, n: int, dim: int, round_: int, max_scale: float) -> dict[str, object]:
+        """The public parameters of round ``round_``'s session, as every party rebuilds them."""
+        return {
+            "n_parties": n,
+            "dim": dim,
+            "seed": self.seed,
+            "round": round_,
+            "clip": self.clip * max_scale,
+            "threshold_fraction": self.threshold_fraction,
+            "neighbours": self.neighbours,
+            "modulus_bits": self.modulus_bits,
+        }
+
+    def aggregate_over(
+        self, exchange: Exchange, dim: int, weights: np.ndarray, ctx: AggregationContext
+    ) -> np.ndarray:
+        """The server's side: run a SecAgg+ session with ``ctx.party_ids`` through ``exchange`` (keyed by
+        party id) and return the survivors' weighted mean. Each party clips and scales its own update by
+        its public weight and masks it; nothing here ever holds an individual update."""
+        t_start = time.perf_counter()
+        ids = np.asarray(ctx.party_ids, dtype=np.int64)
         p = normalized_weights(weights)
-        scaled = np.clip(np.asarray(updates, dtype=np.float64), -self.clip, self.clip) * p[:, None]
-        dropped = None
-        if self.dropout_after_masking > 0:
+        params = self.session_params(len(ids), dim, ctx.round, float(p.max()))
+        server = SecAggServer(SecAggConfig.create(**params))
+        index = {int(pid): u for u, pid in enumerate(ids)}
+        lost: set[int] = set()
+        if self.dropout_after_masking > 0:  # simulated network: these masked inputs never arrive
             stream = key(self.seed, ctx.round, Purpose.DROPOUT, extra=_MID_PROTOCOL_DROPOUT_EXTRA)
-            dropped = party_uniform(stream, ctx.party_ids, 1)[:, 0] < self.dropout_after_masking
-        result = secure_sum(
-            scaled,
-            seed=self.seed,
-            round=ctx.round,
-            clip=self.clip * float(p.max()),
-            threshold_fraction=self.threshold_fraction,
-            neighbours=self.neighbours,
-            modulus_bits=self.modulus_bits,
-            dropout_after_masking=dropped,
+            lost = set(ids[party_uniform(stream, ids, 1)[:, 0] < self.dropout_after_masking].tolist())
+        sent = np.zeros(len(ids), dtype=np.int64)
+        server_bytes = 0
+
+        def by_index(kind: str, messages: Mapping[int, bytes]) -> dict[int, bytes]:
+            nonlocal server_bytes
+            server_bytes += sum(len(m) for m in messages.values()) if kind != START else 0
+            replies = exchange(kind, {int(ids[u]): m for u, m in messages.items()})
+            out = {}
+            for pid, m in replies.items():
+                if pid in index and not (kind == RELAYED_SHARES and pid in lost):
+                    sent[index[pid]] += len(m)
+                    out[index[pid]] = m
+            return out
+
+        start = {u: start_message(params, u, float(p[u]), self.clip) for u in range(len(ids))}
+        total = run_server_stages(server, by_index, start)
+        self.last_result = SecAggResult(
+            sum=total,
+            survivors=server.survivors,
+            bytes_sent_per_party=float(sent.mean()),
+            bytes_server=server_bytes,
+            timings={"total": time.perf_counter() - t_start},
+            config=server.config,
+            rejected=dict(server.rejected),
+            error_bound=server.config.encoding.sum_error_bound(len(server.survivors)),
         )
-        self.last_result = result
         survivor = np.zeros(len(p), dtype=bool)
-        survivor[result.survivors] = True
+        survivor[server.survivors] = True
         ctx.signals["secagg_survivor"] = survivor
-        return (result.sum.astype(np.float64) / p[survivor].sum()).astype(np.float32)
+        return (total.astype(np.float64) / p[survivor].sum()).astype(np.float32)
+
+    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> np.ndarray:
+        """The whole session in one process: the parties' side holds ``updates`` (one row per party)."""
+        updates = np.asarray(updates)
+        if updates.ndim != 2 or not np.isfinite(updates).all():
+            raise ValueError("secure aggregation needs a finite [parties, dim] matrix; reject bad rows first")
+        stages = PartyStages({int(pid): updates[i] for i, pid in enumerate(ctx.party_ids)}, clip=self.clip)
+        return self.aggregate_over(stages.answer, updates.shape[1], weights, ctx)

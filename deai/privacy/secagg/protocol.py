@@ -10,8 +10,7 @@ inputs are all modelled that way).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +28,7 @@ from deai.privacy.secagg.messages import (
     UNMASK_RESPONSE,
 )
 from deai.privacy.secagg.party import SecAggParty
+from deai.privacy.secagg.phases import START, PartyStages, run_server_stages
 from deai.privacy.secagg.server import SecAggServer
 
 Interceptor = Callable[[str, int, int, bytes], bytes | None]
@@ -163,65 +163,63 @@ def run_protocol(
 ) -> tuple[np.ndarray, Transcript]:
     """Drive the four rounds, passing only bytes between ``parties`` and ``server``.
 
+    The server side is :func:`~deai.privacy.secagg.phases.run_server_stages`, the parties'
+    :class:`~deai.privacy.secagg.phases.PartyStages`: the same code the engine runs through its transport.
     Parties run one after another (their crypto holds the GIL, so threads would not help).
     Returns the server's decoded sum and the transcript. A party that receives no message from
     the server at some step (it dropped, or the server excluded it) takes no further part.
     """
-    by_id = {p.id: p for p in parties}
+    stages = PartyStages({p.id: updates[p.id] for p in parties})
+    for p in parties:
+        stages.open(p.id, p)
     n = server.config.n_parties
     bytes_sent = np.zeros(n, dtype=np.int64)
     server_bytes = 0
     timings: dict[str, float] = {}
+    replies = {START: ADVERTISE_KEYS, KEY_BOOK: SHARE_KEYS, RELAYED_SHARES: MASKED_INPUT}
+    replies[UNMASK_REQUEST] = UNMASK_RESPONSE
+    server_steps = {
+        ADVERTISE_KEYS: "collect_keys",
+        SHARE_KEYS: "relay_shares",
+        MASKED_INPUT: "collect_masked_inputs",
+        UNMASK_RESPONSE: "unmask",
+    }
+    last_server_step = [0.0]
 
-    def up(kind: str, messages: Mapping[int, bytes]) -> dict[int, bytes]:
+    def exchange(kind: str, messages: Mapping[int, bytes]) -> dict[int, bytes]:
+        nonlocal server_bytes
+        t_in = time.perf_counter()
+        if kind != START:  # the server's step that produced these messages ends here
+            timings[f"server/{server_steps[_previous(kind)]}"] = t_in - last_server_step[0]
+        inbox = {}
+        for v, payload in messages.items():
+            if kind != START:
+                server_bytes += len(payload)
+                payload = intercept(kind, SERVER, v, payload) if intercept is not None else payload
+            if payload is not None and v in stages.parties:
+                inbox[v] = payload
+        reply = replies[kind]
+        t0 = time.perf_counter()
+        sent = stages.answer(kind, inbox)
+        timings[f"parties/{reply}"] = timings.get(f"parties/{reply}", 0.0) + time.perf_counter() - t0
         arrived = {}
-        for u, payload in messages.items():
+        for u, payload in sent.items():
             bytes_sent[u] += len(payload)
-            delivered = intercept(kind, u, SERVER, payload) if intercept is not None else payload
+            delivered = intercept(reply, u, SERVER, payload) if intercept is not None else payload
             if delivered is not None:
                 arrived[u] = delivered
+        last_server_step[0] = time.perf_counter()
         return arrived
 
-    def down(kind: str, messages: Mapping[int, bytes]) -> dict[int, bytes]:
-        nonlocal server_bytes
-        arrived = {}
-        for v, payload in messages.items():
-            server_bytes += len(payload)
-            delivered = intercept(kind, SERVER, v, payload) if intercept is not None else payload
-            if delivered is not None and v in by_id:
-                arrived[v] = delivered
-        return arrived
-
-    @contextmanager
-    def timed(name: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        yield
-        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
-
-    with timed("parties/advertise_keys"):
-        sent = {u: p.advertise_keys() for u, p in by_id.items()}
-    arrived = up(ADVERTISE_KEYS, sent)
-    with timed("server/collect_keys"):
-        books = server.collect_keys(arrived)
-    inbox = down(KEY_BOOK, books)
-    with timed("parties/share_keys"):
-        sent = {u: by_id[u].share_keys(m) for u, m in inbox.items()}
-    arrived = up(SHARE_KEYS, sent)
-    with timed("server/relay_shares"):
-        relays = server.relay_shares(arrived)
-    inbox = down(RELAYED_SHARES, relays)
-    with timed("parties/masked_input"):
-        sent = {u: by_id[u].masked_input(m, updates[u]) for u, m in inbox.items()}
-    arrived = up(MASKED_INPUT, sent)
-    with timed("server/collect_masked_inputs"):
-        requests = server.collect_masked_inputs(arrived)
-    inbox = down(UNMASK_REQUEST, requests)
-    with timed("parties/unmask"):
-        sent = {u: by_id[u].unmask(m) for u, m in inbox.items()}
-    arrived = up(UNMASK_RESPONSE, sent)
-    with timed("server/unmask"):
-        total = server.unmask(arrived)
+    start = {p.id: b"" for p in parties}
+    total = run_server_stages(server, exchange, start)
+    timings["server/unmask"] = time.perf_counter() - last_server_step[0]
     return total, Transcript(bytes_sent=bytes_sent, bytes_server=server_bytes, timings=timings)
+
+
+def _previous(kind: str) -> str:
+    """The party reply the server answered with ``kind``."""
+    return {KEY_BOOK: ADVERTISE_KEYS, RELAYED_SHARES: SHARE_KEYS, UNMASK_REQUEST: MASKED_INPUT}[kind]
 
 
 def _party_mask(name: str, mask: np.ndarray | None, n: int) -> np.ndarray:
