@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from deai.aggregate.base import AggregationContext
+from deai.aggregate.base import RoundContext
 from deai.aggregate.mean import WeightedMean
 from deai.aggregate.robust import make_robust
 
@@ -54,9 +54,7 @@ def run(parties: int, dim: int, byzantine: int, repeats: int, seed: int) -> dict
     best = dict.fromkeys(rules, float("inf"))
     for r in range(repeats):
         for name, rule in rules.items():
-            ctx = AggregationContext(
-                round=r + 1, party_ids=np.arange(parties), steps=np.ones(parties, np.int64)
-            )
+            ctx = RoundContext(round=r + 1, party_ids=np.arange(parties), steps=np.ones(parties, np.int64))
             ctx.signals["server_update"] = server_update
             t0 = time.perf_counter()
             out = rule(updates, weights, ctx)

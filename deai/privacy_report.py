@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from deai import jsonio
 from deai.config import ConfigError, ExperimentConfig
 from deai.engine.api import as_config, run
+from deai.report.artifacts import write_artifacts
 
 
 def sweep(
@@ -73,8 +73,6 @@ def sweep(
 
 
 def _write(table: dict[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "privacy_utility.json").write_text(jsonio.dumps(table, indent=2))
     lines = [
         f"DP-FedAvg ({table['mode']} noise): accuracy and membership-inference AUC against epsilon",
         "",
@@ -88,8 +86,12 @@ def _write(table: dict[str, Any], out: Path) -> None:
             f"| {r['run']} | {z} | {eps} | {100 * r['accuracy']:.2f}% | {_f(r.get('mia_loss_auc'))} "
             f"| {_f(r.get('mia_shadow_auc'))} |"
         )
-    (out / "privacy_utility.md").write_text("\n".join(lines) + "\n")
+    markdown = "\n".join(lines) + "\n"
+    title = "Privacy–utility report"
+    write_artifacts(out, "privacy_utility", table, markdown, _figure(table), page_title=title)
 
+
+def _figure(table: dict[str, Any]) -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,22 +118,7 @@ def _write(table: dict[str, Any], out: Path) -> None:
         ax.legend(handles=handles, loc="lower right")
     else:
         ax.legend(loc="lower right")
-    fig.savefig(out / "privacy_utility.png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-
-    img = (out / "privacy_utility.png").read_bytes()
-    import base64
-    import html
-
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>Privacy–utility report</title></head>"
-        "<body style='font-family:system-ui;max-width:900px;margin:2em auto'>"
-        "<h1>Privacy–utility report</h1>"
-        "<img alt='accuracy and MIA AUC against epsilon' "
-        f"src='data:image/png;base64,{base64.b64encode(img).decode()}'>"
-        f"<pre>{html.escape((out / 'privacy_utility.md').read_text())}</pre></body></html>"
-    )
-    (out / "report.html").write_text(page)
+    return fig
 
 
 def _f(v: float | None) -> str:

@@ -35,11 +35,11 @@ from typing import Any
 import numpy as np
 
 from deai import jsonio
-from deai.aggregate import AGGREGATORS, AggregationContext, make_aggregator
+from deai.aggregate import AGGREGATORS, RoundContext, make_aggregator
 from deai.attacks import choose_malicious, make_attack
 from deai.config import ATTACK_NAMES, ConfigError, ExperimentConfig
 from deai.engine.api import as_config, build_data, build_model, run
-from deai.engine.rundir import atomic_write
+from deai.report.artifacts import atomic_write, write_artifacts
 
 # every aggregation rule that sees individual updates, FedNova's normalization aside
 DEFENCES: tuple[str, ...] = tuple(name for name in AGGREGATORS if name != "fednova")
@@ -266,7 +266,7 @@ def infeasibility(defence: str, options: dict, num_parties: int, round_sizes: di
             continue  # the engine aggregates nothing in such a round
         rng = np.random.default_rng(n)
         dim = 8
-        ctx = AggregationContext(
+        ctx = RoundContext(
             round=1,
             party_ids=np.arange(n, dtype=np.int64),
             steps=np.ones(n, dtype=np.int64),
@@ -752,10 +752,7 @@ def _shown(row: dict[str, Any], key: str, digits: int) -> str:
 
 def write_outputs(report: dict[str, Any], out: Path) -> None:
     """``robustness.json``, ``robustness.md`` and ``heatmap.png`` in ``out``, each replaced atomically."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     attacks, defences = report["attacks"], report["defences"]
-    atomic_write(out / "robustness.json", jsonio.dumps(report, indent=2) + "\n")
 
     clean_shown = _shown(report["baseline"], "accuracy", 2)
     lines = [
@@ -783,7 +780,6 @@ def write_outputs(report: dict[str, Any], out: Path) -> None:
             notes.append(f"- diverged, {r['attack']} vs {r['defence']}: {r['diverged']}")
     if notes:
         lines += ["", *notes]
-    atomic_write(out / "robustness.md", "\n".join(lines) + "\n")
 
     import matplotlib
 
@@ -809,10 +805,7 @@ def write_outputs(report: dict[str, Any], out: Path) -> None:
             ax.text(j, i, labels[i][j], ha="center", va="center", fontsize=8)
     ax.set_title(f"Final accuracy (%) under attack; clean FedAvg {clean_shown}")
     fig.colorbar(im, ax=ax, fraction=0.03)
-    tmp = out / "heatmap.png.tmp"
-    fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    plt.close(fig)
-    os.replace(tmp, out / "heatmap.png")
+    write_artifacts(out, "robustness", report, "\n".join(lines) + "\n", fig, figure_name="heatmap")
 
 
 def finished_cells(plan: MatrixPlan) -> int:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from deai.aggregate import AggregationContext, FedNova, WeightedMean
+from deai.aggregate import FedNova, RoundContext, WeightedMean
 from deai.config import parse_config
 from deai.engine.api import build_data, build_model, run
 from deai.engine.simulation import Simulation
@@ -124,12 +124,12 @@ def test_fednova_normalizes_by_local_steps():
     updates = np.array([[2.0, 0.0], [0.0, 6.0]], np.float32)
     weights = np.array([1.0, 3.0])
     steps = np.array([2, 6])
-    ctx = AggregationContext(round=1, party_ids=np.arange(2), steps=steps)
+    ctx = RoundContext(round=1, party_ids=np.arange(2), steps=steps)
     p = weights / weights.sum()
     tau_eff = (p * steps).sum()
     expected = tau_eff * (p[0] * updates[0] / 2 + p[1] * updates[1] / 6)
     np.testing.assert_allclose(FedNova()(updates, weights, ctx), expected, rtol=1e-6)
-    equal = AggregationContext(round=1, party_ids=np.arange(2), steps=np.array([4, 4]))
+    equal = RoundContext(round=1, party_ids=np.arange(2), steps=np.array([4, 4]))
     np.testing.assert_allclose(
         FedNova()(updates, weights, equal), WeightedMean()(updates, weights, equal), rtol=1e-6
     )

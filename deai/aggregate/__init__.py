@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
-from deai.aggregate.base import AggregationContext, Aggregator
+from deai.aggregate.base import Aggregator, RoundContext
 from deai.aggregate.fednova import FedNova
 from deai.aggregate.mean import WeightedMean
 from deai.aggregate.robust import RULES
+from deai.checks import check_options
 
 AGGREGATORS: dict[str, type] = {"mean": WeightedMean, "fednova": FedNova, **RULES}
 PRIVATE = ("secagg", "he_ckks")  # sum-only aggregators that never see an individual update
@@ -34,27 +34,16 @@ def make_aggregator(name: str, options: dict[str, Any] | None = None, *, num_par
         cls = AGGREGATORS[name]
     else:
         raise ValueError(f"unknown aggregator {name!r}; choose one of: {', '.join([*AGGREGATORS, *PRIVATE])}")
-    params = {
-        name: p
-        for name, p in inspect.signature(cls.__init__).parameters.items()
-        if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    }
-    if "num_parties" in params and "num_parties" not in options:
+    allowed = check_options(cls.__init__, options, f"aggregator {name!r}")
+    if "num_parties" in allowed and "num_parties" not in options:
         options["num_parties"] = num_parties
-    allowed = list(params)
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"aggregator {name!r} has no option(s) {', '.join(unknown)}; "
-            f"its options are: {', '.join(allowed) or 'none'}"
-        )
     return cls(**options)
 
 
 __all__ = [
     "AGGREGATORS",
     "PRIVATE",
-    "AggregationContext",
+    "RoundContext",
     "Aggregator",
     "FedNova",
     "WeightedMean",

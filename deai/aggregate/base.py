@@ -6,20 +6,12 @@ so the round loop never changes when a new rule is added.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-
-@dataclass
-class AggregationContext:
-    """What an aggregator may know about the round besides the updates themselves."""
-
-    round: int
-    party_ids: np.ndarray  # int64 [P]
-    steps: np.ndarray  # int64 [P] local steps each party took
-    signals: dict[str, np.ndarray] = field(default_factory=dict)  # per-party diagnostics it may add
+from deai.context import RoundContext
 
 
 class Aggregator(Protocol):
@@ -36,7 +28,7 @@ class Aggregator(Protocol):
 
     name: str
 
-    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> np.ndarray:
+    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
         """``updates [P, dim]``, ``weights [P]`` (example counts) -> aggregate ``[dim]``."""
         ...
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from deai.aggregate.base import AggregationContext, normalized_weights
+from deai.aggregate.base import RoundContext, normalized_weights
 
 
 class FedNova:
     name = "fednova"
     weights_parties = True  # each party's share of the aggregate is its weight
 
-    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> np.ndarray:
+    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
         p = normalized_weights(weights)
         tau = np.maximum(np.asarray(ctx.steps, dtype=np.float64), 1.0)
         tau_eff = float(p @ tau)

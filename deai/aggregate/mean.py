@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deai.aggregate.base import AggregationContext, normalized_weights
+from deai.aggregate.base import RoundContext, normalized_weights
 
 
 class WeightedMean:
@@ -14,6 +14,6 @@ class WeightedMean:
     weights_parties = True  # each party's share of the aggregate is its weight
     streaming = True  # a weighted sum: the server can fold a round batch by batch (deai.server.streaming)
 
-    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> np.ndarray:
+    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
         p = normalized_weights(weights).astype(np.float32)
         return p @ updates

@@ -11,11 +11,9 @@ honest rows unchanged, and draws randomness only from :mod:`deai.rng`, keyed per
 
 from __future__ import annotations
 
-import inspect
-
 from deai.attacks.alie import ALIE, alie_z
 from deai.attacks.backdoor import Backdoor, apply_trigger, backdoor_success_rate
-from deai.attacks.base import Attack, AttackContext
+from deai.attacks.base import Attack, RoundContext
 from deai.attacks.free_rider import FreeRider
 from deai.attacks.gaussian import Gaussian
 from deai.attacks.ipm import IPM
@@ -24,6 +22,7 @@ from deai.attacks.min_max import MinMax, MinSum, largest_gamma, perturbation_vec
 from deai.attacks.selection import choose_malicious
 from deai.attacks.sign_flip import SignFlip
 from deai.attacks.sybil import Sybil
+from deai.checks import check_options
 
 ATTACKS: dict[str, type] = {
     cls.name: cls
@@ -39,13 +38,7 @@ def make_attack(name: str, **options: object) -> Attack:
     if name not in ATTACKS:
         raise ValueError(f"unknown attack {name!r}; choose one of: {', '.join(ATTACKS)}")
     cls = ATTACKS[name]
-    allowed = list(inspect.signature(cls).parameters)
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"attack {name!r} has no option {', '.join(map(repr, unknown))}; "
-            f"its options are: {', '.join(allowed) or '(none)'}"
-        )
+    check_options(cls, options, f"attack {name!r}")
     return cls(**options)
 
 
@@ -54,7 +47,7 @@ __all__ = [
     "ATTACKS",
     "IPM",
     "Attack",
-    "AttackContext",
+    "RoundContext",
     "Backdoor",
     "FreeRider",
     "Gaussian",

@@ -6,59 +6,15 @@ defaults (no data poisoning, honest rows copied through, malicious rows replaced
 from __future__ import annotations
 
 import inspect
-import math
 import zlib
-from collections.abc import Iterable
 
 import numpy as np
 
-from deai.attacks.base import AttackContext
+from deai.attacks.base import RoundContext
 from deai.rng import Purpose, generator, key
 
 
-def check_real(name: str, value: float) -> float:
-    """A finite float constructor parameter; bools are rejected (``True`` is not a scale)."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number; got {value!r}")
-    return float(value)
-
-
-def check_positive(name: str, value: float) -> float:
-    """A finite ``> 0`` float constructor parameter."""
-    if check_real(name, value) <= 0:
-        raise ValueError(f"{name} must be a positive finite number; got {value!r}")
-    return float(value)
-
-
-def check_non_negative(name: str, value: float) -> float:
-    """A finite ``>= 0`` float constructor parameter."""
-    if check_real(name, value) < 0:
-        raise ValueError(f"{name} must be a non-negative finite number; got {value!r}")
-    return float(value)
-
-
-def check_count(name: str, value: int, minimum: int = 0) -> int:
-    """An integer constructor parameter ``>= minimum``; bools are rejected (``True`` is not a count)."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return int(value)
-
-
-def check_label(name: str, value: int) -> int:
-    """A class index ``>= 0`` (its upper bound is checked when ``num_classes`` is known)."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-        raise ValueError(f"{name} must be a class index (an integer >= 0); got {value!r}")
-    return int(value)
-
-
-def check_choice(name: str, value: str, allowed: Iterable[str]) -> str:
-    allowed = tuple(allowed)
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
-    return value
-
-
-def check_round(updates: np.ndarray, ctx: AttackContext) -> tuple[np.ndarray, np.ndarray]:
+def check_round(updates: np.ndarray, ctx: RoundContext) -> tuple[np.ndarray, np.ndarray]:
     """Validate ``craft``'s inputs; return the updates as an array and the malicious mask as bool ``[P]``."""
     u = np.asarray(updates)
     if u.ndim != 2:
@@ -130,7 +86,7 @@ class AttackBase:
         """No data poisoning: the malicious party trains on its own rows unchanged."""
         return x, y
 
-    def craft(self, updates: np.ndarray, ctx: AttackContext) -> np.ndarray:
+    def craft(self, updates: np.ndarray, ctx: RoundContext) -> np.ndarray:
         """Return a float32 copy of ``updates`` with the malicious rows replaced by :meth:`forge`'s."""
         u, malicious = check_round(updates, ctx)
         out = np.array(u, dtype=np.float32, copy=True)
@@ -138,7 +94,7 @@ class AttackBase:
             out[malicious] = self.forge(u, malicious, ctx)
         return out
 
-    def forge(self, updates: np.ndarray, malicious: np.ndarray, ctx: AttackContext) -> np.ndarray:
+    def forge(self, updates: np.ndarray, malicious: np.ndarray, ctx: RoundContext) -> np.ndarray:
         """The malicious rows, ``[M, dim]`` or one ``[dim]`` row for all; called only when ``M >= 1``."""
         return updates[malicious]
 

@@ -13,8 +13,9 @@ from statistics import NormalDist
 
 import numpy as np
 
-from deai.attacks._common import AttackBase, check_non_negative, column_mean_std, reference_rows
-from deai.attacks.base import AttackContext
+from deai.attacks._common import AttackBase, column_mean_std, reference_rows
+from deai.attacks.base import RoundContext
+from deai.checks import check_non_negative
 
 
 def alie_z(num_parties: int, num_malicious: int) -> float:
@@ -48,7 +49,7 @@ class ALIE(AttackBase):
     def __init__(self, *, z: float | None = None) -> None:
         self.z = None if z is None else check_non_negative("z", z)
 
-    def forge(self, updates: np.ndarray, malicious: np.ndarray, ctx: AttackContext) -> np.ndarray:
+    def forge(self, updates: np.ndarray, malicious: np.ndarray, ctx: RoundContext) -> np.ndarray:
         reference = reference_rows(updates, malicious)
         z = alie_z(len(malicious), int(malicious.sum())) if self.z is None else self.z
         mean, std = column_mean_std(reference)

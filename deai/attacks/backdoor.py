@@ -17,12 +17,9 @@ import numpy as np
 from deai.attacks._common import (
     AttackBase,
     attack_generator,
-    check_count,
-    check_label,
-    check_positive,
-    check_real,
 )
-from deai.attacks.base import AttackContext
+from deai.attacks.base import RoundContext
+from deai.checks import check_count, check_label, check_positive, check_real
 
 
 def _trigger_value(x: np.ndarray, trigger_value: float | None) -> float:
@@ -155,6 +152,6 @@ class Backdoor(AttackBase):
         y_out[rows] = self.target_label
         return x_out, y_out
 
-    def forge(self, updates: np.ndarray, malicious: np.ndarray, ctx: AttackContext) -> np.ndarray:
+    def forge(self, updates: np.ndarray, malicious: np.ndarray, ctx: RoundContext) -> np.ndarray:
         boost = len(malicious) / int(malicious.sum()) if self.boost is None else self.boost
         return boost * updates[malicious].astype(np.float32)

@@ -14,23 +14,11 @@ runs are as reproducible as clean ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
-
-@dataclass
-class AttackContext:
-    seed: int
-    round: int
-    party_ids: np.ndarray  # int64 [P], the parties whose updates are in this round's matrix
-    malicious: np.ndarray  # bool [P], which rows are controlled by the attacker
-    global_params: np.ndarray  # float32 [dim], the model the round started from
-    weights: np.ndarray  # float64 [P], example counts (the aggregator's weights)
-    num_classes: int
-    image_shape: tuple[int, ...] | None = None
-    extra: dict[str, object] = field(default_factory=dict)
+from deai.context import RoundContext
 
 
 class Attack(Protocol):
@@ -42,6 +30,6 @@ class Attack(Protocol):
         """Return poisoned copies of one malicious party's training rows (or the inputs unchanged)."""
         ...
 
-    def craft(self, updates: np.ndarray, ctx: AttackContext) -> np.ndarray:
+    def craft(self, updates: np.ndarray, ctx: RoundContext) -> np.ndarray:
         """Return the update matrix with the malicious rows replaced (honest rows unchanged)."""
         ...

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from deai.attacks._common import AttackBase, attack_stream, check_choice, check_non_negative
-from deai.attacks.base import AttackContext
+from deai.attacks._common import AttackBase, attack_stream
+from deai.attacks.base import RoundContext
+from deai.checks import check_choice, check_non_negative
 from deai.rng import party_normal
 
 MODES = ("zero", "noise")
@@ -37,7 +38,7 @@ class FreeRider(AttackBase):
         self.mode = check_choice("mode", mode, MODES)
         self.noise_std = check_non_negative("noise_std", noise_std)
 
-    def forge(self, updates: np.ndarray, malicious: np.ndarray, ctx: AttackContext) -> np.ndarray:
+    def forge(self, updates: np.ndarray, malicious: np.ndarray, ctx: RoundContext) -> np.ndarray:
         if self.mode == "zero":
             return np.zeros((int(malicious.sum()), updates.shape[1]), dtype=np.float32)
         ids = np.asarray(ctx.party_ids)[malicious]

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from deai.attacks._common import AttackBase, attack_stream, check_positive
-from deai.attacks.base import AttackContext
+from deai.attacks._common import AttackBase, attack_stream
+from deai.attacks.base import RoundContext
+from deai.checks import check_positive
 from deai.rng import party_normal
 
 
@@ -39,7 +40,7 @@ class Gaussian(AttackBase):
             raise ValueError(f"relative must be True or False; got {relative!r}")
         self.relative = relative
 
-    def forge(self, updates: np.ndarray, malicious: np.ndarray, ctx: AttackContext) -> np.ndarray:
+    def forge(self, updates: np.ndarray, malicious: np.ndarray, ctx: RoundContext) -> np.ndarray:
         dim = updates.shape[1]
         ids = np.asarray(ctx.party_ids)[malicious]
         noise = party_normal(attack_stream(ctx.seed, ctx.round, self.name), ids, dim)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from deai.attacks._common import AttackBase, check_positive, reference_rows
-from deai.attacks.base import AttackContext
+from deai.attacks._common import AttackBase, reference_rows
+from deai.attacks.base import RoundContext
+from deai.checks import check_positive
 
 
 class IPM(AttackBase):
@@ -34,5 +35,5 @@ class IPM(AttackBase):
     def __init__(self, *, epsilon: float = 0.5) -> None:
         self.epsilon = check_positive("epsilon", epsilon)
 
-    def forge(self, updates: np.ndarray, malicious: np.ndarray, ctx: AttackContext) -> np.ndarray:
+    def forge(self, updates: np.ndarray, malicious: np.ndarray, ctx: RoundContext) -> np.ndarray:
         return -self.epsilon * reference_rows(updates, malicious).mean(axis=0, dtype=np.float64)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from deai.attacks._common import AttackBase, check_label
+from deai.attacks._common import AttackBase
+from deai.checks import check_label
 
 
 class LabelFlip(AttackBase):

@@ -17,12 +17,11 @@ from threadpoolctl import threadpool_limits
 from deai.attacks._common import (
     COLUMN_BLOCK,
     AttackBase,
-    check_choice,
-    check_positive,
     column_mean_std,
     reference_rows,
 )
-from deai.attacks.base import AttackContext
+from deai.attacks.base import RoundContext
+from deai.checks import check_choice, check_positive
 
 PERTURBATIONS = ("unit_vec", "std", "sign")
 OBJECTIVES = ("min_max", "min_sum")
@@ -129,7 +128,7 @@ class _AggregationAgnostic(AttackBase):
         self.gamma_init = check_positive("gamma_init", gamma_init)
         self.tolerance = check_positive("tolerance", tolerance)
 
-    def forge(self, updates: np.ndarray, malicious: np.ndarray, ctx: AttackContext) -> np.ndarray:
+    def forge(self, updates: np.ndarray, malicious: np.ndarray, ctx: RoundContext) -> np.ndarray:
         reference = reference_rows(updates, malicious)
         p = perturbation_vector(reference, self.perturbation)
         gamma = largest_gamma(reference, p, self.name, gamma_init=self.gamma_init, tolerance=self.tolerance)

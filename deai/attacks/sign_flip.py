@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from deai.attacks._common import AttackBase, check_real
-from deai.attacks.base import AttackContext
+from deai.attacks._common import AttackBase
+from deai.attacks.base import RoundContext
+from deai.checks import check_real
 
 
 class SignFlip(AttackBase):
@@ -29,5 +30,5 @@ class SignFlip(AttackBase):
     def __init__(self, *, scale: float = 1.0) -> None:
         self.scale = check_real("scale", scale)
 
-    def forge(self, updates: np.ndarray, malicious: np.ndarray, ctx: AttackContext) -> np.ndarray:
+    def forge(self, updates: np.ndarray, malicious: np.ndarray, ctx: RoundContext) -> np.ndarray:
         return -self.scale * updates[malicious].astype(np.float32)

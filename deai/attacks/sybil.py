@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from deai.attacks._common import AttackBase, attack_stream, check_choice, check_non_negative
-from deai.attacks.base import AttackContext
+from deai.attacks._common import AttackBase, attack_stream
+from deai.attacks.base import RoundContext
 from deai.attacks.label_flip import LabelFlip
+from deai.checks import check_choice, check_non_negative
 from deai.rng import party_normal
 
 MODES = ("copy", "flip")
@@ -50,7 +51,7 @@ class Sybil(AttackBase):
             return LabelFlip().poison_data(x, y, num_classes, image_shape, seed)
         return x, y
 
-    def forge(self, updates: np.ndarray, malicious: np.ndarray, ctx: AttackContext) -> np.ndarray:
+    def forge(self, updates: np.ndarray, malicious: np.ndarray, ctx: RoundContext) -> np.ndarray:
         shared = updates[np.flatnonzero(malicious)[0]].astype(np.float32)
         if self.mode == "flip":
             shared = -shared

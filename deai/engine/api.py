@@ -32,10 +32,12 @@ from deai.config import (
 from deai.data import FederatedData, build_federation, load_dataset
 from deai.engine.rundir import RunDirectory
 from deai.engine.simulation import Simulation
+from deai.messages import RoundRecord
 from deai.models import MLP, LogisticRegression, Model
 from deai.params import params_hash, save_params
 
 OnRound = Callable[[dict[str, Any]], None]
+OnRecord = Callable[[RoundRecord], None]
 
 
 @dataclass
@@ -162,7 +164,12 @@ class RunInterrupted(KeyboardInterrupt):
 
 
 def _execute(
-    cfg: ExperimentConfig, sim: Simulation, rd: RunDirectory | None, t_start: float, on_round: OnRound | None
+    cfg: ExperimentConfig,
+    sim: Simulation,
+    rd: RunDirectory | None,
+    t_start: float,
+    on_round: OnRound | None,
+    on_record: OnRecord | None = None,
 ) -> Result:
     def after_round(m: dict[str, Any]) -> None:
         if rd is not None:
@@ -179,7 +186,7 @@ def _execute(
             on_round(m)
 
     try:
-        sim.run(after_round)
+        sim.run(after_round, on_record)
     except KeyboardInterrupt as err:
         if rd is None:
             raise
@@ -275,8 +282,13 @@ def run(
     *,
     write: bool = True,
     on_round: OnRound | None = None,
+    on_record: OnRecord | None = None,
 ) -> Result:
-    """Run an experiment; with ``write=False`` nothing touches the disk (for tests and notebooks)."""
+    """Run an experiment; with ``write=False`` nothing touches the disk (for tests and notebooks).
+
+    ``on_round`` receives each round's metrics line; ``on_record`` each :class:`~deai.messages.RoundRecord`
+    (released model, accepted and rejected parties with reasons, weights, and the accepted batch).
+    """
     t0 = time.perf_counter()
     cfg = as_config(config)
     _warn_ineffective(cfg)
@@ -286,7 +298,7 @@ def run(
     sim = Simulation(cfg, fed, model)
     if rd is not None:
         rd.create(cfg)
-    return _execute(cfg, sim, rd, t0, on_round)
+    return _execute(cfg, sim, rd, t0, on_round, on_record)
 
 
 def resume(
@@ -307,7 +319,7 @@ def resume(
     fed = build_data(cfg)
     model = build_model(cfg, fed)
     sim = Simulation(cfg, fed, model)
-    restored = rd.restore(cfg, sim.state_arrays(), model.layout, sim.load_state)
+    restored = rd.restore(cfg, sim.required_state(), model.layout, sim.load_state)
     for note in restored[1] if restored else []:
         warnings.warn(f"resuming {path}: {note}", ConfigWarning, stacklevel=2)
     if rounds is not None and rounds < sim.state.round:

@@ -29,7 +29,7 @@ from deai.privacy.dp.accountant import (
     compute_epsilon,
 )
 from deai.privacy.dp.mechanisms import AdaptiveClipping, CentralGaussianNoise, DistributedGaussianNoise
-from deai.transforms import ClipByNorm, TransformContext, UpdateTransform
+from deai.transforms import ClipByNorm, RoundContext, UpdateTransform
 
 
 class DPFedAvg:
@@ -109,7 +109,7 @@ class DPFedAvg:
             self.accountant.check_budget(self.round_noise_multiplier(reported), self.q, round=round_)
 
     def aggregate(
-        self, updates: np.ndarray, ctx: TransformContext, sum_aggregate: Any, agg_ctx: Any
+        self, updates: np.ndarray, ctx: RoundContext, sum_aggregate: Any, agg_ctx: Any
     ) -> np.ndarray:
         """The DP-FedAvg average: fixed denominator ``qN``; noise added here in central mode."""
         m, dim = updates.shape

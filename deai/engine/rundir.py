@@ -30,6 +30,7 @@ import numpy as np
 from deai import jsonio
 from deai.config import ConfigError, DeaiWarning, ExperimentConfig, parse_config
 from deai.params import load_params, save_params
+from deai.report.artifacts import atomic_write
 
 #: Config fields a resumed run may change: they decide how long to train, not what a round does.
 RESUMABLE_CHANGES = frozenset({"run.rounds"})
@@ -45,20 +46,6 @@ class ResumeWarning(DeaiWarning):
 
 class RunWriteError(ConfigError):
     """A file of the run directory could not be written (disk full, read-only, gone)."""
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a tmp file, fsync and rename; no tmp file is left on failure."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

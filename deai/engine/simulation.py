@@ -175,6 +175,11 @@ class Simulation:
         """Everything needed to continue the run, as named arrays (for a checkpoint)."""
         return self.server.state_arrays() | self.party.state()
 
+    def required_state(self) -> dict[str, np.ndarray]:
+        """The arrays a checkpoint must hold to resume; ``version`` and ``sim_clock`` came later and
+        default (to the round, and to 0) in checkpoints written before them."""
+        return {k: v for k, v in self.state_arrays().items() if k not in ("version", "sim_clock")}
+
     def load_state(self, params: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
         self.server.load_state(params, arrays)
         self.party.load(arrays)
@@ -200,14 +205,22 @@ class Simulation:
             poisson=part.poisson,
         )
 
-    def run(self, on_round: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def run(
+        self,
+        on_round: Callable[[dict[str, Any]], None] | None = None,
+        on_record: Callable[[RoundRecord], None] | None = None,
+    ) -> None:
+        """Drive the rounds; ``on_record`` subscribes to the record stream (in-process, each record carries
+        the round's accepted batch), ``on_round`` receives each metrics line."""
+
         def record_metrics(record: RoundRecord) -> None:
             self.state.history.append(record.metrics)
             if on_round is not None:
                 on_round(record.metrics)
 
+        subscribers = [self.observer, *([on_record] if on_record is not None else []), record_metrics]
         try:
-            drive(self.server, self.transport, self.cfg.run.rounds, [self.observer, record_metrics])
+            drive(self.server, self.transport, self.cfg.run.rounds, subscribers)
             if self.server.stopped is not None:
                 self._evaluate_last()
         finally:

@@ -18,7 +18,7 @@ from deai.models.base import Model
 from deai.party.backends import Backend, TrainJob, make_backend
 from deai.party.data import PartyShards
 from deai.train import LocalSpec, train_parties
-from deai.transforms import Chain, TransformContext, chain
+from deai.transforms import Chain, RoundContext, chain
 from deai.verify.validation import row_norms
 
 
@@ -99,7 +99,7 @@ class PartyProgram:
             control_deltas = new - old
         raw_norm = row_norms(res.deltas)
         deltas, _ = self.transforms.apply(
-            res.deltas, self.transforms.init(0), TransformContext(task.seed, task.round, party_ids)
+            res.deltas, self.transforms.init(0), RoundContext(task.seed, task.round, party_ids)
         )
         P = len(party_ids)
         return UpdateBatch(

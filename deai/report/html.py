@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,20 +10,14 @@ from typing import Any
 import matplotlib
 
 from deai import jsonio
+from deai.report.artifacts import atomic_write, embedded_png, figure_png, page
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def curves_png(runs: Sequence[tuple[str, list[dict[str, Any]]]]) -> str:
-    """Accuracy and loss per round for one or more runs, as base64 PNG."""
+def curves_png(runs: Sequence[tuple[str, list[dict[str, Any]]]]) -> bytes:
+    """Accuracy and loss per round for one or more runs, as PNG."""
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.6))
     for label, history in runs:
         evald = [m for m in history if m.get("accuracy") is not None]
@@ -45,7 +37,7 @@ def curves_png(runs: Sequence[tuple[str, list[dict[str, Any]]]]) -> str:
     for ax in (ax_acc, ax_loss):
         ax.grid(alpha=0.3)
         ax.legend()
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -65,13 +57,6 @@ def _fmt(v: Any) -> str:
     return "" if v is None else str(v)
 
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
-th{background:#f3f3f3}pre{background:#f7f7f7;padding:1em;overflow:auto}img{max-width:100%}
-"""
-
-
 def write_report(
     path: Path,
     title: str,
@@ -81,21 +66,16 @@ def write_report(
     notes: str = "",
     sections: Sequence[tuple[str, str, list[dict[str, Any]]]] = (),
 ) -> Path:
-    """Write the page and return its path."""
-    img = curves_png(runs)
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>{_STYLE}</style></head><body>
-<h1>{html.escape(title)}</h1>
-<p>{html.escape(notes)}</p>
+    """Write the page (atomically) and return its path."""
+    body = f"""<p>{html.escape(notes)}</p>
 <h2>Summary</h2>{_table(summary_rows)}
 {"".join(f"<h2>{html.escape(t)}</h2><p>{html.escape(txt)}</p>{_table(rows)}" for t, txt, rows in sections)}
-<h2>Learning curves</h2><img alt="accuracy and loss per round" src="data:image/png;base64,{img}">
+<h2>Learning curves</h2>{embedded_png(curves_png(runs), "accuracy and loss per round")}
 <h2>Per-round metrics</h2>
 {"".join(f"<h3>{html.escape(label)}</h3>" + _table(_round_rows(h)) for label, h in runs)}
 <h2>Configuration</h2><pre>{html.escape(config_text)}</pre>
-<script type="application/json" id="metrics">{html.escape(jsonio.dumps(dict(runs)))}</script>
-</body></html>"""
-    path.write_text(page)
+<script type="application/json" id="metrics">{html.escape(jsonio.dumps(dict(runs)))}</script>"""
+    atomic_write(path, page(title, body))
     return path
 
 

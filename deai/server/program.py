@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from deai.aggregate import AggregationContext
 from deai.aggregate.base import traits
 from deai.config import ExperimentConfig
+from deai.context import RoundContext
 from deai.engine.participation import sample_parties
 from deai.messages import Failure, RoundRecord, TrainTask, UpdateBatch
 from deai.models.base import Model
@@ -27,7 +27,6 @@ from deai.privacy.secagg.errors import SecAggError
 from deai.rng import Purpose, generator
 from deai.server.streaming import StreamingSum
 from deai.train import LocalSpec, train_parties
-from deai.transforms import TransformContext
 from deai.verify.validation import NON_FINITE, NORM_OVERFLOW, validate_updates
 
 log = logging.getLogger("deai.server")
@@ -248,7 +247,7 @@ class ServerProgram:
         metrics: dict[str, Any] = {
             "round": r,
             "sampled": len(task.party_ids),
-            "participants": n,
+            "participants": n + len(unencodable),
             "dropped": failed.get("dropout", 0),
             "stragglers": failed.get("deadline", 0) + self._cut_short,
         }
@@ -266,9 +265,8 @@ class ServerProgram:
         record = RoundRecord(r, st.version, st.params, np.zeros(0, np.int64), {}, None, metrics, False)
         if unencodable and not n:
             metrics["rejected"] = len(unencodable)
-            metrics["rejected_reasons"] = {
-                why: list(unencodable.values()).count(why) for why in set(unencodable.values())
-            }
+            reasons = list(unencodable.values())
+            metrics["rejected_reasons"] = {why: reasons.count(why) for why in dict.fromkeys(reasons)}
             return self._diverge(
                 f"round {r}: every party's update was non-finite or too large to aggregate "
                 f"({metrics['rejected_reasons']}), so local training diverged"
@@ -297,8 +295,8 @@ class ServerProgram:
                 keep[:] = False  # e.g. secure aggregation cannot hide a single update: treat as empty
                 metrics["skipped"] = "too few updates for the aggregator"
             if keep.any():
-                kept = batch.take(keep)
-                ctx = AggregationContext(round=r, party_ids=kept.party_ids, steps=kept.steps)
+                kept = batch if keep.all() else batch.take(keep)
+                ctx = RoundContext(cfg.run.seed, r, kept.party_ids, steps=kept.steps)
                 if self.root is not None:
                     ctx.signals["server_update"] = self._root_update(r)
                 shares = self._noise_shares(len(kept))
@@ -310,15 +308,14 @@ class ServerProgram:
                 ):  # the rows stay with the parties: run the protocol through the transport
                     dim = len(st.params)
 
-                    def rule(_rows: np.ndarray, weights: np.ndarray, c: AggregationContext) -> np.ndarray:
+                    def rule(_rows: np.ndarray, weights: np.ndarray, c: RoundContext) -> np.ndarray:
                         return self.aggregator.aggregate_over(self.exchange, dim, weights, c)
 
                 try:
                     if self.dp is None:
                         update = rule(kept.deltas, kept.weights, ctx)
                     else:
-                        tctx = TransformContext(cfg.run.seed, r, kept.party_ids)
-                        update = self.dp.aggregate(kept.deltas, tctx, rule, ctx)
+                        update = self.dp.aggregate(kept.deltas, ctx, rule, ctx)
                         metrics.update(self.dp.record(shares))
                 except (ValueError, ArithmeticError, SecAggError) as err:
                     # validated updates reached the rule, so this is the rule's limit (e.g. Krum with too
@@ -446,7 +443,7 @@ class ServerProgram:
         dim = len(self.state.params)
         noise = self.dp.aggregate(
             np.zeros((0, dim), np.float32),
-            TransformContext(self.cfg.run.seed, round_, np.zeros(0, np.int64)),
+            RoundContext(self.cfg.run.seed, round_, np.zeros(0, np.int64)),
             self.aggregator,
             None,
         )
@@ -486,7 +483,7 @@ class ServerProgram:
         )  # fmt: skip
         return res.deltas[0]
 
-    def _shares(self, kept: UpdateBatch, ctx: AggregationContext) -> np.ndarray | None:
+    def _shares(self, kept: UpdateBatch, ctx: RoundContext) -> np.ndarray | None:
         """Each accepted party's share of the aggregate, where the rule has one (order statistics don't)."""
         weight_keys = [k for k in ctx.signals if k.endswith("_weight")]
         if self.dp is not None:
@@ -500,7 +497,7 @@ class ServerProgram:
         return share / share.sum() if share.sum() > 0 else share
 
     def _signals(
-        self, kept: UpdateBatch, update: np.ndarray, ctx: AggregationContext, share: np.ndarray | None
+        self, kept: UpdateBatch, update: np.ndarray, ctx: RoundContext, share: np.ndarray | None
     ) -> dict[str, Any]:
         """Per-party detection signals a real aggregator can compute: norm, distance and cosine to the
         aggregate, and the rule's own. Under secure aggregation or HE no one sees a row, so only public

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deai.attacks import Attack, AttackContext
+from deai.attacks import Attack, RoundContext
 from deai.evaluation import EvalCounts
 from deai.messages import TrainTask, UpdateBatch
 from deai.party.data import PartyShards
@@ -45,7 +45,7 @@ class Adversary:
         mal = self.malicious[batch.party_ids]
         if not mal.any():
             return batch
-        ctx = AttackContext(
+        ctx = RoundContext(
             seed=self.seed,
             round=task.round,
             party_ids=batch.party_ids,

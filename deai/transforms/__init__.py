@@ -1,5 +1,5 @@
 """Client-side update transforms composed with :func:`chain`."""
 
-from deai.transforms.base import Chain, ClipByNorm, TransformContext, UpdateTransform, chain
+from deai.transforms.base import Chain, ClipByNorm, RoundContext, UpdateTransform, chain
 
-__all__ = ["Chain", "ClipByNorm", "TransformContext", "UpdateTransform", "chain"]
+__all__ = ["Chain", "ClipByNorm", "RoundContext", "UpdateTransform", "chain"]

@@ -11,18 +11,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-
-@dataclass
-class TransformContext:
-    seed: int
-    round: int
-    party_ids: np.ndarray
+from deai.context import RoundContext
 
 
 class UpdateTransform(Protocol):
     def init(self, dim: int) -> Any: ...
 
-    def apply(self, updates: np.ndarray, state: Any, ctx: TransformContext) -> tuple[np.ndarray, Any]: ...
+    def apply(self, updates: np.ndarray, state: Any, ctx: RoundContext) -> tuple[np.ndarray, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -34,7 +29,7 @@ class Chain:
     def init(self, dim: int) -> tuple:
         return tuple(t.init(dim) for t in self.transforms)
 
-    def apply(self, updates: np.ndarray, state: tuple, ctx: TransformContext) -> tuple[np.ndarray, tuple]:
+    def apply(self, updates: np.ndarray, state: tuple, ctx: RoundContext) -> tuple[np.ndarray, tuple]:
         new_states = []
         for t, s in zip(self.transforms, state, strict=True):
             updates, s = t.apply(updates, s, ctx)
@@ -55,7 +50,7 @@ class ClipByNorm:
     def init(self, dim: int) -> None:
         return None
 
-    def apply(self, updates: np.ndarray, state: None, ctx: TransformContext) -> tuple[np.ndarray, None]:
+    def apply(self, updates: np.ndarray, state: None, ctx: RoundContext) -> tuple[np.ndarray, None]:
         norms = np.linalg.norm(updates, axis=1)
         scale = np.minimum(1.0, self.max_norm / np.maximum(norms, 1e-12)).astype(updates.dtype)
         return updates * scale[:, None], None

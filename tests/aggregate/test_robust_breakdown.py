@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from deai.aggregate.base import AggregationContext
+from deai.aggregate.base import RoundContext
 from deai.aggregate.mean import WeightedMean
 from deai.aggregate.robust import (
     Bulyan,
@@ -25,7 +25,7 @@ def _attacked_round(seed):
     direction = rng.standard_normal(DIM)
     byzantine = honest_mean + 1e6 * direction / np.linalg.norm(direction) + rng.standard_normal((F, DIM))
     updates = np.vstack([byzantine, honest]).astype(np.float32)
-    ctx = AggregationContext(round=1, party_ids=np.arange(N), steps=np.ones(N, np.int64))
+    ctx = RoundContext(round=1, party_ids=np.arange(N), steps=np.ones(N, np.int64))
     return updates, np.full(N, 50.0), ctx, honest.mean(axis=0), honest
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import deai.aggregate.robust._common as common
-from deai.aggregate.base import AggregationContext
+from deai.aggregate.base import RoundContext
 from deai.aggregate.robust import RULES, make_robust
 
 PARTIES, DIM = 11, 16
@@ -30,7 +30,7 @@ def _round(seed=0, parties=PARTIES, rnd=1):
     rng = np.random.default_rng(seed)
     updates = (rng.standard_normal((parties, DIM)) + 0.5).astype(np.float32)
     weights = rng.integers(1, 100, parties).astype(np.float64)
-    ctx = AggregationContext(round=rnd, party_ids=np.arange(parties) + 3, steps=np.ones(parties, np.int64))
+    ctx = RoundContext(round=rnd, party_ids=np.arange(parties) + 3, steps=np.ones(parties, np.int64))
     return updates, weights, ctx
 
 
@@ -57,7 +57,7 @@ def test_float64_input_gives_the_float32_answer(name):
 
 @pytest.mark.parametrize("name", sorted(KWARGS))
 def test_no_updates_is_a_clear_error(name):
-    ctx = AggregationContext(round=1, party_ids=np.zeros(0, np.int64), steps=np.zeros(0, np.int64))
+    ctx = RoundContext(round=1, party_ids=np.zeros(0, np.int64), steps=np.zeros(0, np.int64))
     with pytest.raises(ValueError, match="updates has 0 rows"):
         make_robust(name, **KWARGS[name])(np.zeros((0, DIM), np.float32), np.zeros(0), ctx)
 
@@ -149,6 +149,6 @@ def test_results_do_not_depend_on_the_number_of_threads(name, monkeypatch):
     results = []
     for threads in (1, 3):
         monkeypatch.setattr(common, "_workers", lambda tasks, threads=threads: min(threads, tasks))
-        ctx = AggregationContext(round=1, party_ids=np.arange(PARTIES), steps=np.ones(PARTIES, np.int64))
+        ctx = RoundContext(round=1, party_ids=np.arange(PARTIES), steps=np.ones(PARTIES, np.int64))
         results.append(make_robust(name, **kwargs)(updates, weights, ctx))
     np.testing.assert_array_equal(results[0], results[1])

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from deai.aggregate.base import AggregationContext
+from deai.aggregate.base import RoundContext
 from deai.aggregate.robust import GeometricMedian
 
 
 def _ctx(parties):
-    return AggregationContext(round=1, party_ids=np.arange(parties), steps=np.ones(parties, np.int64))
+    return RoundContext(round=1, party_ids=np.arange(parties), steps=np.ones(parties, np.int64))
 
 
 def _objective(z, x, w):

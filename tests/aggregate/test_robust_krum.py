@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from deai.aggregate.base import AggregationContext
+from deai.aggregate.base import RoundContext
 from deai.aggregate.robust import Bulyan, Krum, MultiKrum
 
 
@@ -11,7 +11,7 @@ def _round(parties, dim, seed):
     rng = np.random.default_rng(seed)
     updates = (rng.standard_normal((parties, dim)) * rng.uniform(0.5, 3, (parties, 1))).astype(np.float32)
     weights = rng.integers(1, 100, parties).astype(np.float64)
-    ctx = AggregationContext(round=1, party_ids=np.arange(parties), steps=np.ones(parties, np.int64))
+    ctx = RoundContext(round=1, party_ids=np.arange(parties), steps=np.ones(parties, np.int64))
     return updates, weights, ctx
 
 
@@ -110,6 +110,6 @@ def test_krum_scores_stay_accurate_when_updates_share_a_large_common_direction()
     sq = np.einsum("ij,ij->i", centred, centred)
     exact = np.maximum(sq[:, None] + sq[None, :] - 2 * centred @ centred.T, 0)
     want = np.sort(exact + np.diag(np.full(n, np.inf)), axis=1)[:, : n - 2 - 2].sum(axis=1)
-    ctx = AggregationContext(round=1, party_ids=np.arange(n), steps=np.ones(n, np.int64))
+    ctx = RoundContext(round=1, party_ids=np.arange(n), steps=np.ones(n, np.int64))
     Krum(num_byzantine=2)(updates, np.ones(n), ctx)
     np.testing.assert_allclose(ctx.signals["krum_score"], want, rtol=1e-3)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import trim_mean
 
-from deai.aggregate.base import AggregationContext
+from deai.aggregate.base import RoundContext
 from deai.aggregate.robust import CoordinateMedian, TrimmedMean
 
 
@@ -12,7 +12,7 @@ def _round(parties, dim, seed):
     rng = np.random.default_rng(seed)
     updates = rng.standard_normal((parties, dim)).astype(np.float32)
     weights = rng.integers(1, 100, parties).astype(np.float64)
-    ctx = AggregationContext(round=1, party_ids=np.arange(parties), steps=np.ones(parties, np.int64))
+    ctx = RoundContext(round=1, party_ids=np.arange(parties), steps=np.ones(parties, np.int64))
     return updates, weights, ctx
 
 

@@ -5,13 +5,13 @@ import logging
 import numpy as np
 import pytest
 
-from deai.aggregate.base import AggregationContext
+from deai.aggregate.base import RoundContext
 from deai.aggregate.robust import CenteredClipping, FLTrust, FoolsGold, NormBound, ReputationWeightedMean
 
 
 def _ctx(party_ids, rnd=1):
     party_ids = np.asarray(party_ids)
-    return AggregationContext(round=rnd, party_ids=party_ids, steps=np.ones(len(party_ids), np.int64))
+    return RoundContext(round=rnd, party_ids=party_ids, steps=np.ones(len(party_ids), np.int64))
 
 
 def _fltrust_reference(updates, g0):

@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from deai.attacks import ATTACKS, AttackContext, choose_malicious, make_attack
+from deai.attacks import ATTACKS, RoundContext, choose_malicious, make_attack
 
 P, DIM = 8, 40
 OPTIONS = {"free_rider": {"mode": "noise"}, "sybil": {"noise_std": 0.01}}
@@ -17,7 +17,7 @@ def _round(seed=0, round_=3, malicious=None, party_ids=None):
     if malicious is None:
         malicious = np.zeros(P, dtype=bool)
         malicious[[1, 4, 6]] = True
-    ctx = AttackContext(
+    ctx = RoundContext(
         seed=seed,
         round=round_,
         party_ids=np.arange(100, 100 + P) if party_ids is None else party_ids,

@@ -6,7 +6,7 @@ import pytest
 from scipy.spatial.distance import cdist
 from scipy.stats import norm
 
-from deai.attacks import AttackContext, alie_z, largest_gamma, make_attack, perturbation_vector
+from deai.attacks import RoundContext, alie_z, largest_gamma, make_attack, perturbation_vector
 
 P, DIM = 10, 30
 
@@ -16,7 +16,7 @@ def _round(malicious_rows=(0, 3, 7), scale=1.0, seed=0):
     updates = scale * (rng.standard_normal(DIM) + 0.5 * rng.standard_normal((P, DIM)))
     malicious = np.zeros(P, dtype=bool)
     malicious[list(malicious_rows)] = True
-    ctx = AttackContext(
+    ctx = RoundContext(
         seed=0,
         round=1,
         party_ids=np.arange(P),

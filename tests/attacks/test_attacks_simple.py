@@ -4,7 +4,7 @@ free riders and sybils, each checked against its definition."""
 import numpy as np
 import pytest
 
-from deai.attacks import AttackContext, apply_trigger, backdoor_success_rate, make_attack
+from deai.attacks import RoundContext, apply_trigger, backdoor_success_rate, make_attack
 
 C = 10
 
@@ -12,7 +12,7 @@ C = 10
 def _ctx(p, malicious_rows, seed=0, round_=1):
     malicious = np.zeros(p, dtype=bool)
     malicious[list(malicious_rows)] = True
-    return AttackContext(
+    return RoundContext(
         seed=seed,
         round=round_,
         party_ids=np.arange(p) * 3,

@@ -12,11 +12,11 @@ from deai.privacy.dp.mechanisms import (
     DistributedGaussianNoise,
     dp_fedavg_aggregate,
 )
-from deai.transforms import ClipByNorm, TransformContext, chain
+from deai.transforms import ClipByNorm, RoundContext, chain
 
 
-def ctx(round_: int = 3, party_ids=(0,), seed: int = 11) -> TransformContext:
-    return TransformContext(seed=seed, round=round_, party_ids=np.asarray(party_ids, dtype=np.int64))
+def ctx(round_: int = 3, party_ids=(0,), seed: int = 11) -> RoundContext:
+    return RoundContext(seed=seed, round=round_, party_ids=np.asarray(party_ids, dtype=np.int64))
 
 
 def rows_with_norms(norms: np.ndarray, dim: int, rng: np.random.Generator) -> np.ndarray:

@@ -6,7 +6,7 @@ import pytest
 pytest.importorskip("tenseal")  # optional dependency: skip, not fail, without it
 
 import deai.privacy.he.aggregator as he_aggregator  # noqa: E402
-from deai.aggregate.base import AggregationContext  # noqa: E402
+from deai.aggregate.base import RoundContext  # noqa: E402
 from deai.privacy.he import CKKSParams, HEAggregator  # noqa: E402
 
 ATOL = 1e-6  # a weighted mean of values in [-1, 1]; CKKS error ~1e-8 (see test_he_vectors.py)
@@ -16,9 +16,7 @@ def _round(parties=5, dim=5000, seed=0):
     rng = np.random.default_rng(seed)
     updates = rng.uniform(-1, 1, (parties, dim)).astype(np.float32)
     weights = rng.integers(1, 200, parties).astype(np.float64)
-    ctx = AggregationContext(
-        round=0, party_ids=np.arange(100, 100 + parties), steps=np.ones(parties, np.int64)
-    )
+    ctx = RoundContext(round=0, party_ids=np.arange(100, 100 + parties), steps=np.ones(parties, np.int64))
     return updates, weights, ctx
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from deai.aggregate import AggregationContext, WeightedMean
+from deai.aggregate import RoundContext, WeightedMean
 from deai.privacy.secagg import (
     AuthenticationError,
     SecAggConfig,
@@ -295,7 +295,7 @@ def test_secure_aggregator_is_the_weighted_mean():
     rng = np.random.default_rng(3)
     updates = (rng.normal(size=(30, 200)) * 0.1).astype(np.float32)
     weights = rng.integers(10, 500, size=30).astype(np.float64)
-    ctx = AggregationContext(round=4, party_ids=np.arange(30), steps=np.ones(30, dtype=np.int64))
+    ctx = RoundContext(round=4, party_ids=np.arange(30), steps=np.ones(30, dtype=np.int64))
     agg = SecureAggregator(clip=1.0, seed=11)
     got = agg(updates, weights, ctx)
     want = WeightedMean()(updates, weights, ctx)

@@ -64,7 +64,7 @@ def test_finite_but_huge_update_is_rejected_as_overflow_with_a_float64_norm():
 
 def test_every_accepted_update_is_digestible_by_every_aggregator():
     """Updates just inside the bound go through every robust rule without error or non-finite output."""
-    from deai.aggregate import AGGREGATORS, AggregationContext, make_aggregator
+    from deai.aggregate import AGGREGATORS, RoundContext, make_aggregator
     from deai.verify.validation import DIGESTIBLE_NORM
 
     rng = np.random.default_rng(1)
@@ -73,7 +73,7 @@ def test_every_accepted_update_is_digestible_by_every_aggregator():
     u[:3] *= np.float32(0.99 * DIGESTIBLE_NORM)  # three attackers at the edge of what validation accepts
     res = validate_updates(u, np.arange(12), np.full(12, 1), 1)
     assert res.accepted.all()
-    ctx = AggregationContext(round=1, party_ids=np.arange(12), steps=np.ones(12, np.int64))
+    ctx = RoundContext(round=1, party_ids=np.arange(12), steps=np.ones(12, np.int64))
     ctx.signals["server_update"] = u[5]
     options = {
         "krum": {"num_byzantine": 3},

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from deai.aggregate.base import AggregationContext
+from deai.aggregate.base import RoundContext
 
 # Columns per block of a dim-reduction: 64 KiB per row, so one block of 100 rows stays in L2/L3.
 REDUCE_BLOCK = 16384
@@ -61,38 +61,7 @@ def check_round(updates: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, n
     return updates, w
 
 
-def check_count(name: str, value: int, minimum: int = 0) -> int:
-    """An integer constructor parameter ``>= minimum``; bools are rejected (``True`` is not a count)."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return int(value)
-
-
-def check_positive(name: str, value: float) -> float:
-    """A finite ``> 0`` float constructor parameter."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float | np.number)
-        or not (np.isfinite(value) and value > 0)
-    ):
-        raise ValueError(f"{name} must be a positive finite number; got {value!r}")
-    return float(value)
-
-
-def check_fraction(name: str, value: float, *, upper: float, closed: bool) -> float:
-    """A float constructor parameter in ``[0, upper]`` (``closed``) or ``[0, upper)``."""
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, int | float | np.number)
-        and 0.0 <= value
-        and (value <= upper if closed else value < upper)
-    )
-    if not ok:
-        raise ValueError(f"{name} must be a number in [0, {upper}{']' if closed else ')'}; got {value!r}")
-    return float(value)
-
-
-def check_party_ids(ctx: AggregationContext, num_rows: int, num_parties: int) -> np.ndarray:
+def check_party_ids(ctx: RoundContext, num_rows: int, num_parties: int) -> np.ndarray:
     """``ctx.party_ids`` as int64 indices into per-party state of ``num_parties`` rows."""
     ids = np.asarray(ctx.party_ids)
     if ids.shape != (num_rows,) or (num_rows and not np.issubdtype(ids.dtype, np.integer)):
@@ -112,7 +81,7 @@ def check_party_ids(ctx: AggregationContext, num_rows: int, num_parties: int) ->
 
 
 def raise_non_finite(
-    updates: np.ndarray, ctx: AggregationContext | None = None, overflowed: np.ndarray | None = None
+    updates: np.ndarray, ctx: RoundContext | None = None, overflowed: np.ndarray | None = None
 ) -> None:
     """Raise the error for non-finite updates, naming the offending rows (and party ids when known).
 
@@ -178,14 +147,14 @@ def gram(rows: np.ndarray) -> np.ndarray:
     return sum_blocks(lambda s, e: syrk(rows[:, s:e]), rows.shape[1], blas=True)
 
 
-def checked_gram(rows: np.ndarray, ctx: AggregationContext | None = None) -> np.ndarray:
+def checked_gram(rows: np.ndarray, ctx: RoundContext | None = None) -> np.ndarray:
     """:func:`gram`, raising when a row is non-finite (its diagonal entry then is)."""
     g = gram(rows)
     require_finite(np.diag(g), rows, ctx)
     return g
 
 
-def require_finite(per_row: np.ndarray, rows: np.ndarray, ctx: AggregationContext | None = None) -> None:
+def require_finite(per_row: np.ndarray, rows: np.ndarray, ctx: RoundContext | None = None) -> None:
     """Raise :func:`raise_non_finite` if a per-row reduction (norm, Gram diagonal) came out non-finite."""
     if not np.isfinite(per_row).all():
         raise_non_finite(rows, ctx, ~np.isfinite(per_row))
@@ -200,7 +169,7 @@ def pairwise_sq_distances(g: np.ndarray) -> np.ndarray:
     return d
 
 
-def row_sq_norms(rows: np.ndarray, ctx: AggregationContext | None = None) -> np.ndarray:
+def row_sq_norms(rows: np.ndarray, ctx: RoundContext | None = None) -> np.ndarray:
     """``|row_i|^2`` in float64; raises on non-finite rows."""
     sq = sum_blocks(lambda s, e: np.vecdot(rows[:, s:e], rows[:, s:e]), rows.shape[1])
     require_finite(sq, rows, ctx)
@@ -229,7 +198,7 @@ def reduce_sorted_columns(
     updates: np.ndarray,
     reducer: Callable[[np.ndarray], np.ndarray],
     rows: np.ndarray | None = None,
-    ctx: AggregationContext | None = None,
+    ctx: RoundContext | None = None,
 ) -> np.ndarray:
     """Apply ``reducer`` to every coordinate's values sorted across parties; return ``[dim]`` float32.
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from deai.aggregate.base import AggregationContext
+from deai.aggregate.base import RoundContext
 from deai.aggregate.robust._common import (
-    check_count,
     check_round,
     checked_gram,
     pairwise_sq_distances,
     reduce_sorted_columns,
     sorted_median,
 )
+from deai.checks import check_count
 
 
 def bulyan_select(sq_distances: np.ndarray, num_byzantine: int, count: int) -> np.ndarray:
@@ -73,7 +73,7 @@ class Bulyan:
     def __init__(self, *, num_byzantine: int) -> None:
         self.num_byzantine = check_count("num_byzantine", num_byzantine)
 
-    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> np.ndarray:
+    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
         u, _ = check_round(updates, weights)
         n, f = u.shape[0], self.num_byzantine
         if n < 4 * f + 3:

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from deai.aggregate.base import AggregationContext
+from deai.aggregate.base import RoundContext
 from deai.aggregate.robust._common import (
-    check_count,
-    check_positive,
     check_round,
     combine,
     row_dots,
     row_sq_norms,
 )
+from deai.checks import check_count, check_positive
 
 
 class CenteredClipping:
@@ -58,7 +57,7 @@ class CenteredClipping:
             raise ValueError("state['center'] must be a finite 1-D array (the previous aggregate)")
         self._center = center.copy()
 
-    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> np.ndarray:
+    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
         u, _ = check_round(updates, weights)
         n, dim = u.shape
         if self._center.size == 0:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from deai.aggregate.base import AggregationContext
+from deai.aggregate.base import RoundContext
 from deai.aggregate.robust._common import check_round, combine, row_dots, row_sq_norms
 
 log = logging.getLogger(__name__)
@@ -39,14 +39,14 @@ class FLTrust:
 
     name = "fltrust"
 
-    def __init__(self, *, server_update: Callable[[AggregationContext], np.ndarray] | None = None) -> None:
+    def __init__(self, *, server_update: Callable[[RoundContext], np.ndarray] | None = None) -> None:
         if server_update is not None and not callable(server_update):
             raise ValueError(
                 f"server_update must be a callable ctx -> [dim] array or None; got {server_update!r}"
             )
         self.server_update = server_update
 
-    def _root_update(self, ctx: AggregationContext, dim: int) -> np.ndarray:
+    def _root_update(self, ctx: RoundContext, dim: int) -> np.ndarray:
         if SERVER_UPDATE in ctx.signals:
             g0 = ctx.signals[SERVER_UPDATE]
         elif self.server_update is not None:
@@ -61,7 +61,7 @@ class FLTrust:
             raise ValueError(f"server_update must be a finite [dim] = ({dim},) array; got shape {g0.shape}")
         return g0
 
-    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> np.ndarray:
+    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
         u, _ = check_round(updates, weights)
         n, dim = u.shape
         g0 = self._root_update(ctx, dim)

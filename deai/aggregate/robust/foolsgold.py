@@ -13,11 +13,9 @@ import logging
 
 import numpy as np
 
-from deai.aggregate.base import AggregationContext
+from deai.aggregate.base import RoundContext
 from deai.aggregate.robust._common import (
-    check_count,
     check_party_ids,
-    check_positive,
     check_round,
     combine,
     require_finite,
@@ -25,6 +23,7 @@ from deai.aggregate.robust._common import (
     sum_blocks,
     syrk,
 )
+from deai.checks import check_count, check_positive
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +110,7 @@ class FoolsGold:
 
         return sum_blocks(block, u.shape[1], blas=True)
 
-    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> np.ndarray:
+    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
         u, _ = check_round(updates, weights)
         n, dim = u.shape
         ids = check_party_ids(ctx, n, self.num_parties)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from deai.aggregate.base import AggregationContext
-from deai.aggregate.robust._common import check_count, check_positive, check_round, checked_gram, combine
+from deai.aggregate.base import RoundContext
+from deai.aggregate.robust._common import check_round, checked_gram, combine
+from deai.checks import check_count, check_positive
 
 
 class GeometricMedian:
@@ -43,7 +44,7 @@ class GeometricMedian:
         self.tolerance = check_positive("tolerance", tolerance)
         self.last_iterations = 0
 
-    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> np.ndarray:
+    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
         u, w = check_round(updates, weights)
         alpha = w / w.sum()
         g = checked_gram(u, ctx)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from deai.aggregate.base import AggregationContext
+from deai.aggregate.base import RoundContext
 from deai.aggregate.robust._common import (
-    check_count,
     check_round,
     checked_gram,
     combine,
     pairwise_sq_distances,
 )
+from deai.checks import check_count
 
 
 def krum_scores(sq_distances: np.ndarray, num_byzantine: int) -> np.ndarray:
@@ -59,7 +59,7 @@ class MultiKrum:
         self.num_byzantine = check_count("num_byzantine", num_byzantine)
         self.num_selected = None if num_selected is None else check_count("num_selected", num_selected, 1)
 
-    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> np.ndarray:
+    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
         u, _ = check_round(updates, weights)
         n, f = u.shape[0], self.num_byzantine
         check_krum_size(n, f, self.name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deai.aggregate.base import AggregationContext
+from deai.aggregate.base import RoundContext
 from deai.aggregate.robust._common import check_round, reduce_sorted_columns, sorted_median
 
 
@@ -22,6 +22,6 @@ class CoordinateMedian:
 
     name = "median"
 
-    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> np.ndarray:
+    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
         u, _ = check_round(updates, weights)
         return reduce_sorted_columns(u, sorted_median, ctx=ctx)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from deai.aggregate.base import AggregationContext
-from deai.aggregate.robust._common import check_positive, check_round, combine, row_sq_norms
+from deai.aggregate.base import RoundContext
+from deai.aggregate.robust._common import check_round, combine, row_sq_norms
+from deai.checks import check_positive
 
 
 class NormBound:
@@ -31,7 +32,7 @@ class NormBound:
     def __init__(self, *, max_norm: float) -> None:
         self.max_norm = check_positive("max_norm", max_norm)
 
-    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> np.ndarray:
+    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
         u, w = check_round(updates, weights)
         norms = np.sqrt(row_sq_norms(u, ctx))
         scale = np.minimum(1.0, self.max_norm / np.maximum(norms, np.finfo(np.float64).tiny))

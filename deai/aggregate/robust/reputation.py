@@ -15,10 +15,8 @@ import logging
 
 import numpy as np
 
-from deai.aggregate.base import AggregationContext
+from deai.aggregate.base import RoundContext
 from deai.aggregate.robust._common import (
-    check_count,
-    check_fraction,
     check_party_ids,
     check_round,
     combine,
@@ -27,6 +25,7 @@ from deai.aggregate.robust._common import (
     row_sq_norms,
     sorted_median,
 )
+from deai.checks import check_count, check_fraction
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +67,7 @@ class ReputationWeightedMean:
             )
         self._reputation = reputation.copy()
 
-    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> np.ndarray:
+    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
         u, w = check_round(updates, weights)
         n, dim = u.shape
         ids = check_party_ids(ctx, n, self.num_parties)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from deai.aggregate.base import AggregationContext
-from deai.aggregate.robust._common import check_fraction, check_round, reduce_sorted_columns
+from deai.aggregate.base import RoundContext
+from deai.aggregate.robust._common import check_round, reduce_sorted_columns
+from deai.checks import check_fraction
 
 
 class TrimmedMean:
@@ -31,7 +32,7 @@ class TrimmedMean:
     def __init__(self, *, trim_fraction: float = 0.1) -> None:
         self.trim_fraction = check_fraction("trim_fraction", trim_fraction, upper=0.5, closed=False)
 
-    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> np.ndarray:
+    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
         u, _ = check_round(updates, weights)
         n = u.shape[0]
         cut = int(self.trim_fraction * n)

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
 from deai.rng import Purpose, key, party_normal
-from deai.transforms import ClipByNorm, TransformContext
+from deai.transforms import ClipByNorm, RoundContext
 
 # Pseudo-party ids within the server-side noise stream key(seed, round, NOISE, extra=1): each
 # server-side release of a round draws from its own independent row.
@@ -33,13 +32,6 @@ _SERVER_NOISE_EXTRA = 1
 
 # Relative slack when checking that updates are clipped: ClipByNorm scales in float32.
 _CLIP_SLACK = 1e-5
-
-
-class RoundContext(Protocol):
-    """What server-side noise needs from a round: the run seed and the round number."""
-
-    seed: int
-    round: int
 
 
 def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
@@ -82,7 +74,7 @@ class CentralGaussianNoise:
 
     ``__call__(aggregate, ctx)`` expects ``aggregate`` to be that average of clipped updates (see
     :func:`dp_fedavg_aggregate`) and ``ctx`` to carry ``seed`` and ``round``
-    (a :class:`~deai.transforms.TransformContext` does).
+    (a :class:`~deai.transforms.RoundContext` does).
     """
 
     noise_multiplier: float
@@ -132,7 +124,7 @@ def dp_fedavg_aggregate(
     _check_clipped(u, mechanism.clip_norm)
     mean = u.sum(axis=0, dtype=np.float64) / mechanism.expected_parties
     out_dtype = u.dtype if np.issubdtype(u.dtype, np.floating) else np.float64
-    ctx = TransformContext(seed=int(seed), round=int(round), party_ids=np.zeros(0, dtype=np.int64))
+    ctx = RoundContext(seed=int(seed), round=int(round), party_ids=np.zeros(0, dtype=np.int64))
     return mechanism(mean, ctx).astype(out_dtype, copy=False)
 
 
@@ -182,7 +174,7 @@ class DistributedGaussianNoise:
     def init(self, dim: int) -> None:
         return None
 
-    def apply(self, updates: np.ndarray, state: None, ctx: TransformContext) -> tuple[np.ndarray, None]:
+    def apply(self, updates: np.ndarray, state: None, ctx: RoundContext) -> tuple[np.ndarray, None]:
         ids = np.asarray(ctx.party_ids)
         if ids.shape != (updates.shape[0],):
             raise ValueError(
@@ -288,7 +280,7 @@ class AdaptiveClipping:
         return c
 
     def clip(
-        self, updates: np.ndarray, state: dict[str, np.ndarray], ctx: TransformContext
+        self, updates: np.ndarray, state: dict[str, np.ndarray], ctx: RoundContext
     ) -> tuple[np.ndarray, np.ndarray]:
         """Updates clipped to the current ``C`` and the indicators ``b_i = 1[||Delta_i|| <= C]`` ``[P]``."""
         c = self._clip_norm(state)
@@ -316,7 +308,7 @@ class AdaptiveClipping:
         return {"clip_norm": np.array(c_next, dtype=np.float64)}
 
     def __call__(
-        self, updates: np.ndarray, state: dict[str, np.ndarray], ctx: TransformContext
+        self, updates: np.ndarray, state: dict[str, np.ndarray], ctx: RoundContext
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """One DP-FedAvg round with adaptive clipping: ``(noisy average [dim], next state)``."""
         updates = np.asarray(updates)

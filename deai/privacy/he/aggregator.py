@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from deai.aggregate.base import AggregationContext
+from deai.aggregate.base import RoundContext
 from deai.privacy.he.context import CKKSParams, PublicContext
 from deai.privacy.he.keys import KeyCommittee, KeyHolder, KeyOwner, decrypt_sum
 from deai.privacy.he.vectors import aggregate_ciphertexts, encrypt_update
@@ -101,7 +101,7 @@ class HEAggregator:
             return KeyOwner(self.params)
         return KeyCommittee.deal(self.committee_size, threshold=self.committee_threshold, params=self.params)
 
-    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> np.ndarray:
+    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
         updates = np.asarray(updates)
         weights = np.asarray(weights, dtype=np.float64)
         if updates.ndim != 2 or updates.shape[0] == 0 or updates.shape[1] == 0:
@@ -128,7 +128,7 @@ class HEAggregator:
 
     def aggregate_over(
         self, exchange: Callable[[str, Mapping[int, bytes]], dict[int, bytes]], dim: int, weights: np.ndarray,
-        ctx: AggregationContext,
+        ctx: RoundContext,
     ) -> np.ndarray:  # fmt: skip
         """The aggregator's and key holder's side: send each party the public context and its weight
         through ``exchange``, add the ciphertexts that come back, and decrypt only their sum."""

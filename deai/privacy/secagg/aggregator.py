@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from deai.aggregate.base import AggregationContext, normalized_weights
+from deai.aggregate.base import RoundContext, normalized_weights
 from deai.privacy.secagg.config import SecAggConfig
 from deai.privacy.secagg.messages import RELAYED_SHARES
 from deai.privacy.secagg.phases import START, Exchange, PartyStages, run_server_stages, start_message
@@ -86,7 +86,7 @@ class SecureAggregator:
         }
 
     def aggregate_over(
-        self, exchange: Exchange, dim: int, weights: np.ndarray, ctx: AggregationContext
+        self, exchange: Exchange, dim: int, weights: np.ndarray, ctx: RoundContext
     ) -> np.ndarray:
         """The server's side: run a SecAgg+ session with ``ctx.party_ids`` through ``exchange`` (keyed by
         party id) and return the survivors' weighted mean. Each party clips and scales its own update by
@@ -132,7 +132,7 @@ class SecureAggregator:
         ctx.signals["secagg_survivor"] = survivor
         return (total.astype(np.float64) / p[survivor].sum()).astype(np.float32)
 
-    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: AggregationContext) -> np.ndarray:
+    def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
         """The whole session in one process: the parties' side holds ``updates`` (one row per party)."""
         updates = np.asarray(updates)
         if updates.ndim != 2 or not np.isfinite(updates).all():
