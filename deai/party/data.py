@@ -67,7 +67,9 @@ class PartyShards:
 
     @property
     def train_sizes(self) -> np.ndarray:
-        return np.diff(self.train_offsets)
+        if getattr(self, "_train_sizes", None) is None:
+            self._train_sizes = np.diff(self.train_offsets)
+        return self._train_sizes
 
     @property
     def test_sizes(self) -> np.ndarray:
@@ -77,7 +79,8 @@ class PartyShards:
         """Row-block indices of the global ``party_ids``; a party this program does not hold is an error."""
         party_ids = np.asarray(party_ids, dtype=np.int64)
         if self._dense:
-            if len(party_ids) and (party_ids.min() < 0 or party_ids.max() >= len(self.ids)):
+            n = len(self.ids)
+            if len(party_ids) and not (0 <= party_ids.min() and party_ids.max() < n):
                 raise KeyError(
                     f"parties {party_ids[(party_ids < 0) | (party_ids >= len(self.ids))]} are not held"
                 )

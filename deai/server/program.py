@@ -201,13 +201,15 @@ class ServerProgram:
 
     def accept(self, item: UpdateBatch | Failure) -> None:
         """Take one arriving batch (or a report of parties that will not answer) into the open round."""
-        self._in_flight[item.party_ids] = False
+        if self.asynchronous:
+            self._in_flight[item.party_ids] = False
         if isinstance(item, Failure):
             self._failures.append(item)
             return
         if item.arrival is not None and len(item):
             self._arrived = max(self._arrived, float(item.arrival.max()))
-        self._cut_short += int(item.metrics.get("cut_short", np.zeros(0, bool)).sum())
+        if "cut_short" in item.metrics:
+            self._cut_short += int(np.count_nonzero(item.metrics["cut_short"]))
         if self.streams and (self._stream is not None or self._batches):
             # a second batch: the round comes in parts, so fold them as they arrive (one batch alone is
             # aggregated exactly as before, bit for bit)

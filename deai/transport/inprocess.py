@@ -100,7 +100,8 @@ class InProcessTransport:
         work, self._work = self._work, []
         for task, parties, budget, times, cut_short in work:
             batch = self.party.train(task, parties, budget)
-            batch.metrics["cut_short"] = cut_short
+            if task.deadline is not None:
+                batch.metrics["cut_short"] = cut_short
             batch.arrival = times
             if task.withhold:
                 batch, unusable = self.withheld.hold(batch)
