@@ -183,6 +183,7 @@ class Simulation:
     def load_state(self, params: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
         self.server.load_state(params, arrays)
         self.party.load(arrays)
+        self.transport.now = self.server.state.sim_clock  # simulated clocks go on from where they stopped
 
     # -- rounds ---------------------------------------------------------------------------
     def close(self) -> None:

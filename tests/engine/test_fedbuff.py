@@ -88,3 +88,15 @@ def test_asynchronous_settings_that_cannot_work_are_refused_naming_the_field(par
     d.update(extra)
     with pytest.raises(ConfigError, match=match):
         parse_config(d)
+
+
+def test_a_resumed_asynchronous_run_keeps_its_simulated_clock_and_dispatches_afresh(tmp_path):
+    from deai.engine.api import resume
+
+    cfg = config(async_buffer=5, concurrency=10)
+    cfg.run.rounds = 4
+    run(cfg, tmp_path / "r")
+    again = resume(tmp_path / "r", rounds=7)
+    clocks = [m["sim_clock"] for m in again.history]
+    assert len(clocks) == 7 and all(b > a for a, b in zip(clocks, clocks[1:], strict=False))
+    assert [m["sampled"] for m in again.history][4] == 10  # in-flight work is not checkpointed
