@@ -7,7 +7,7 @@ from deai.config import parse_config
 from deai.engine.api import build_data, build_model, run
 from deai.engine.simulation import Simulation
 from deai.optim import ServerAdaptive
-from deai.train.scaffold import ScaffoldControls
+from deai.train.scaffold import ServerControl, party_control_update
 from tests.conftest import make_config
 
 
@@ -136,14 +136,14 @@ def test_fednova_normalizes_by_local_steps():
 
 
 def test_scaffold_control_update_is_option_two():
-    ctl = ScaffoldControls(num_parties=4, dim=2)
-    ctl.c[:] = [0.5, -0.5]
-    ctl.c_parties[1] = [0.1, 0.2]
+    c, c_i = np.array([0.5, -0.5], np.float32), np.array([[0.1, 0.2]], np.float32)
     deltas = np.array([[-1.0, 2.0]], np.float32)
-    ctl.update(np.array([1]), deltas, np.array([5]), lr=0.1)
-    new_ci = np.array([0.1, 0.2]) - np.array([0.5, -0.5]) - deltas[0] / (5 * 0.1)
-    np.testing.assert_allclose(ctl.c_parties[1], new_ci, rtol=1e-6)
-    np.testing.assert_allclose(ctl.c, np.array([0.5, -0.5]) + (1 / 4) * (new_ci - [0.1, 0.2]), rtol=1e-6)
+    new_ci = party_control_update(c_i, c, deltas, np.array([5]), lr=0.1)
+    np.testing.assert_allclose(new_ci[0], c_i[0] - c - deltas[0] / (5 * 0.1), rtol=1e-6)
+    server = ServerControl(dim=2, weights=np.ones(4))
+    server.c[:] = c
+    server.update(np.array([1]), new_ci - c_i)
+    np.testing.assert_allclose(server.c, c + (1 / 4) * (new_ci[0] - c_i[0]), rtol=1e-6)
 
 
 # The shards split (20 parties, two label shards each, 5 local epochs, lr 0.1), seeds 0-4, measured:

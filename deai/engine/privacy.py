@@ -146,16 +146,17 @@ class DPFedAvg:
             out["clip_norm"] = float(self.adaptive_state["clip_norm"])
         return out
 
-    def state(self) -> dict[str, np.ndarray]:
-        arrays = {f"dp_{k}": v for k, v in self.accountant.state().items()}
-        if self.adaptive_state is not None:
-            arrays.update({f"dpclip_{k}": np.asarray(v) for k, v in self.adaptive_state.items()})
-        return arrays
+    def state_tree(self) -> dict[str, Any]:
+        """The accountant's ledger of rounds and, with adaptive clipping, the clip's state."""
+        return {
+            "accountant": self.accountant.state(),
+            "clip": None if self.adaptive_state is None else dict(self.adaptive_state),
+        }
 
-    def load(self, arrays: dict[str, np.ndarray]) -> None:
-        self.accountant.load({k[3:]: v for k, v in arrays.items() if k.startswith("dp_")})
+    def load_tree(self, tree: dict[str, Any]) -> None:
+        self.accountant.load(dict(tree["accountant"]))
         if self.adaptive is not None:
-            self.adaptive_state = {k[7:]: v for k, v in arrays.items() if k.startswith("dpclip_")}
+            self.adaptive_state = dict(tree["clip"])
 
 
 __all__ = ["BudgetExceededError", "DPFedAvg"]

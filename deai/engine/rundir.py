@@ -31,13 +31,15 @@ from deai import jsonio
 from deai.config import ConfigError, DeaiWarning, ExperimentConfig, parse_config
 from deai.params import load_params, save_params
 from deai.report.artifacts import atomic_write
+from deai.state import upgrade_legacy
 
 #: Config fields a resumed run may change: they decide how long to train, not what a round does.
 RESUMABLE_CHANGES = frozenset({"run.rounds"})
 
 _NUMBERED = re.compile(r"^round-(\d{5,})\.npz$")
 # State arrays whose shape the config fixes (others, like a defence's history, start empty and grow).
-_FIXED_SHAPE = ("round", "trained_rounds", "wall_time_s", "server_", "scaffold_")
+# state whose shape the config does not fix: a rule's state before its first round, the DP ledger's length
+_FLEXIBLE_SHAPE = ("server/rule/", "server/dp/")
 
 
 class ResumeWarning(DeaiWarning):
@@ -104,7 +106,7 @@ class RunDirectory:
         The numbered file comes first: a kill between the two leaves ``latest.npz`` one round behind,
         so the resumed run redoes that round and writes the numbered file again.
         """
-        arrays = {**arrays, "config_toml": np.array(cfg.to_toml())}
+        arrays = {**arrays, "round": np.array(round_), "config_toml": np.array(cfg.to_toml())}
         targets = ([self.ckpt_dir / f"round-{round_:05d}.npz"] if round_ % every == 0 else []) + [
             self.ckpt_dir / "latest.npz"
         ]
@@ -173,6 +175,7 @@ class RunDirectory:
         for _, path in candidates:
             try:
                 params, got_layout, arrays = loaded[path] if path in loaded else load_params(path)
+                arrays = upgrade_legacy(arrays)  # checkpoints from before named state
                 started = _started_config(arrays, path)
             except Exception as err:  # noqa: BLE001
                 damaged.append(f"{path.name} ({_describe(err)})")
@@ -307,6 +310,6 @@ def _mismatch(
     for name, value in expected.items():
         if name not in arrays:
             return f"missing state {name!r}"
-        if name.startswith(_FIXED_SHAPE) and np.shape(arrays[name]) != np.shape(value):
+        if not name.startswith(_FLEXIBLE_SHAPE) and np.shape(arrays[name]) != np.shape(value):
             return f"state {name!r} has shape {np.shape(arrays[name])}, expected {np.shape(value)}"
     return None

@@ -28,6 +28,7 @@ from deai.party import PartyProgram, PartyShards
 from deai.rng import Purpose
 from deai.server import ServerControl, ServerProgram
 from deai.sim import AdversarialParties, Adversary, GroundTruthObserver
+from deai.state import flatten, unflatten, upgrade_legacy
 from deai.train import LocalSpec, planned_steps
 from deai.transforms import chain
 from deai.transport import InProcessTransport, SimulatedClock
@@ -172,17 +173,19 @@ class Simulation:
 
     # -- state ----------------------------------------------------------------------------
     def state_arrays(self) -> dict[str, np.ndarray]:
-        """Everything needed to continue the run, as named arrays (for a checkpoint)."""
-        return self.server.state_arrays() | self.party.state()
+        """Everything needed to continue the run, as named arrays (for a checkpoint; see deai.state)."""
+        return flatten({"server": self.server.state_tree(), "party": self.party.state_tree()})
 
     def required_state(self) -> dict[str, np.ndarray]:
         """The arrays a checkpoint must hold to resume; ``version`` and ``sim_clock`` came later and
         default (to the round, and to 0) in checkpoints written before them."""
-        return {k: v for k, v in self.state_arrays().items() if k not in ("version", "sim_clock")}
+        optional = ("server/version", "server/sim_clock")
+        return {k: v for k, v in self.state_arrays().items() if k not in optional}
 
     def load_state(self, params: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
-        self.server.load_state(params, arrays)
-        self.party.load(arrays)
+        tree = unflatten(upgrade_legacy(arrays))
+        self.server.load_tree(params, tree["server"])
+        self.party.load_tree(tree["party"])
         self.transport.now = self.server.state.sim_clock  # simulated clocks go on from where they stopped
 
     # -- rounds ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from deai.models.base import Model
 from deai.party.backends import Backend, TrainJob, make_backend
 from deai.party.data import PartyShards
 from deai.train import LocalSpec, train_parties
+from deai.train.scaffold import party_control_update
 from deai.transforms import Chain, RoundContext, chain
 from deai.verify.validation import row_norms
 
@@ -92,9 +93,8 @@ class PartyProgram:
         self.trained_rounds[local] += 1
         control_deltas = None
         if self.c_parties is not None:
-            k = np.maximum(res.steps.astype(np.float32), 1.0)[:, None]
             old = self.c_parties[local]
-            new = old - task.control[None, :] - res.deltas / (k * task.spec.lr)
+            new = party_control_update(old, task.control, res.deltas, res.steps, task.spec.lr)
             self.c_parties[local] = new
             control_deltas = new - old
         raw_norm = row_norms(res.deltas)
@@ -119,16 +119,17 @@ class PartyProgram:
         return evaluation_counts(self.model, params, s.x_test, s.y_test)
 
     # -- party-side bookkeeping ---------------------------------------------------------------
-    def state(self) -> dict[str, np.ndarray]:
-        out = {"trained_rounds": self.trained_rounds}
-        if self.c_parties is not None:
-            out["scaffold_c_parties"] = self.c_parties
-        return out
+    def state_tree(self) -> dict[str, Any]:
+        """The parties' own state, named: rounds each trained in, and SCAFFOLD's ``c_i``."""
+        return {
+            "trained_rounds": self.trained_rounds,
+            "scaffold": None if self.c_parties is None else {"c_parties": self.c_parties},
+        }
 
-    def load(self, arrays: dict[str, Any]) -> None:
-        self.trained_rounds = np.asarray(arrays["trained_rounds"]).astype(np.int64)
+    def load_tree(self, tree: dict[str, Any]) -> None:
+        self.trained_rounds = np.asarray(tree["trained_rounds"]).astype(np.int64)
         if self.c_parties is not None:
-            self.c_parties = np.asarray(arrays["scaffold_c_parties"]).astype(np.float32)
+            self.c_parties = np.asarray(tree["scaffold"]["c_parties"]).astype(np.float32)
 
     def personalize(self, params: np.ndarray, spec: LocalSpec, seed: int, round_: int) -> dict[str, float]:
         """Fine-tune ``params`` on each held party's own data; accuracy on each party's own test split.

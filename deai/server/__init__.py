@@ -1,5 +1,6 @@
 """The server side: selection, acceptance and release of each round; it reads no party's data."""
 
-from deai.server.program import ServerControl, ServerProgram
+from deai.server.program import ServerProgram
+from deai.train.scaffold import ServerControl
 
 __all__ = ["ServerControl", "ServerProgram"]

@@ -27,6 +27,7 @@ from deai.privacy.secagg.errors import SecAggError
 from deai.rng import Purpose, generator
 from deai.server.streaming import StreamingSum
 from deai.train import LocalSpec, train_parties
+from deai.train.scaffold import ServerControl
 from deai.verify.validation import NON_FINITE, NORM_OVERFLOW, validate_updates
 
 log = logging.getLogger("deai.server")
@@ -35,24 +36,6 @@ log = logging.getLogger("deai.server")
 UNUSABLE = {NON_FINITE, NORM_OVERFLOW}
 
 Evaluator = Callable[[np.ndarray], dict[str, float]]
-
-
-class ServerControl:
-    """SCAFFOLD's server control ``c = sum_i p_i c_i``, updated from the parties' reported ``c_i+ - c_i``.
-
-    ``p_i`` must be the aggregate's own weights (example counts for the weighted mean, uniform for
-    DP-FedAvg) so that ``sum_i p_i (c - c_i)`` cancels in the aggregate (see :mod:`deai.train.scaffold`).
-    """
-
-    def __init__(self, dim: int, weights: np.ndarray) -> None:
-        w = np.asarray(weights, dtype=np.float64)
-        if w.ndim != 1 or not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
-            raise ValueError("weights must be finite non-negative numbers with a positive sum")
-        self.p = (w / w.sum()).astype(np.float32)
-        self.c = np.zeros(dim, np.float32)
-
-    def update(self, party_ids: np.ndarray, control_deltas: np.ndarray) -> None:
-        self.c = (self.c + self.p[party_ids] @ control_deltas).astype(np.float32)
 
 
 @dataclass
@@ -135,36 +118,34 @@ class ServerProgram:
         self._t0 = 0.0
 
     # -- state ------------------------------------------------------------------------------
-    def state_arrays(self) -> dict[str, np.ndarray]:
-        """The server's state as named arrays (for a checkpoint)."""
+    def state_tree(self) -> dict[str, Any]:
+        """The server's state, named (see :mod:`deai.state`): optimizer, rule, DP ledger, SCAFFOLD's c."""
         st = self.state
-        arrays = {f"server_{k}": v for k, v in st.opt_state.items()}
-        arrays["round"] = np.array(st.round)
-        arrays["version"] = np.array(st.version)
-        arrays["wall_time_s"] = np.array(st.wall_time_s)
-        arrays["sim_clock"] = np.array(st.sim_clock)
-        if self.control is not None:
-            arrays["scaffold_c"] = self.control.c
-        if self.rule.stateful:
-            arrays.update({f"agg_{k}": v for k, v in self.aggregator.state().items()})
-        if self.dp is not None:
-            arrays.update(self.dp.state())
-        return arrays
+        return {
+            "round": st.round,
+            "version": st.version,
+            "wall_time_s": st.wall_time_s,
+            "sim_clock": st.sim_clock,
+            "opt": st.opt_state,
+            "control": None if self.control is None else {"c": self.control.c},
+            "rule": self.aggregator.state() if self.rule.stateful else None,
+            "dp": None if self.dp is None else self.dp.state_tree(),
+        }
 
-    def load_state(self, params: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
+    def load_tree(self, params: np.ndarray, tree: dict[str, Any]) -> None:
         st = self.state
         st.params = params.astype(np.float32)
-        st.round = int(arrays["round"])
-        st.version = int(arrays["version"]) if "version" in arrays else st.round
-        st.wall_time_s = float(arrays["wall_time_s"])
-        st.sim_clock = float(arrays["sim_clock"]) if "sim_clock" in arrays else 0.0
-        st.opt_state = sub_state(arrays, "server_")
+        st.round = int(tree["round"])
+        st.version = int(tree.get("version", st.round))
+        st.wall_time_s = float(tree["wall_time_s"])
+        st.sim_clock = float(tree.get("sim_clock", 0.0))
+        st.opt_state = dict(tree.get("opt", {}))
         if self.control is not None:
-            self.control.c = arrays["scaffold_c"].astype(np.float32)
+            self.control.c = np.asarray(tree["control"]["c"]).astype(np.float32)
         if self.dp is not None:
-            self.dp.load(arrays)
+            self.dp.load_tree(tree["dp"])
         if self.rule.stateful:
-            self.aggregator.load(sub_state(arrays, "agg_"))
+            self.aggregator.load(dict(tree.get("rule", {})))
 
     # -- a round ----------------------------------------------------------------------------
     def open_round(self) -> TrainTask | None:
@@ -523,8 +504,3 @@ class ServerProgram:
             if k != "server_update" and np.ndim(v) == 1 and len(v) == len(kept):
                 signals[k] = np.round(np.asarray(v, dtype=np.float64), 6).tolist()
         return {"party_signals": signals}
-
-
-def sub_state(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
-    """The arrays saved under ``prefix``, with the prefix removed (one component's named state)."""
-    return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}

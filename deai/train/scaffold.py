@@ -16,35 +16,32 @@ from __future__ import annotations
 import numpy as np
 
 
-class ScaffoldControls:
-    """Server control ``c [dim]`` and every party's ``c_i [N, dim]`` (kept as explicit arrays)."""
+def party_control_update(
+    c_party: np.ndarray, c_server: np.ndarray, deltas: np.ndarray, steps: np.ndarray, lr: float
+) -> np.ndarray:
+    """Option II at the parties: ``c_i+ = c_i - c + (x - y_i) / (K_i * lr)``, rows ``[P, dim]`` float32.
 
-    def __init__(self, num_parties: int, dim: int, weights: np.ndarray | None = None) -> None:
-        """``weights``: each party's weight in the aggregate (its example count for the weighted mean);
-        None is uniform, the paper's setting (and DP-FedAvg's)."""
-        self.c = np.zeros(dim, np.float32)
-        self.c_parties = np.zeros((num_parties, dim), np.float32)
-        w = np.ones(num_parties) if weights is None else np.asarray(weights, dtype=np.float64)
-        if w.shape != (num_parties,) or not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
-            raise ValueError(f"weights must be {num_parties} finite non-negative numbers with a positive sum")
+    ``deltas`` are the parties' ``y_i - x`` (so the sign flips), ``steps`` their ``K_i``; a party keeps its
+    own ``c_i`` and sends the server only ``c_i+ - c_i``.
+    """
+    k = np.maximum(np.asarray(steps, dtype=np.float32), 1.0)[:, None]
+    return (c_party - c_server[None, :] - deltas / (k * lr)).astype(np.float32)
+
+
+class ServerControl:
+    """The server's ``c = sum_i p_i c_i``, kept from the parties' reported ``c_i+ - c_i``.
+
+    ``weights`` are each party's weight in the aggregate (example counts for the weighted mean, uniform
+    for DP-FedAvg): only with the aggregate's own weights does ``sum_i p_i (c - c_i)`` cancel.
+    """
+
+    def __init__(self, dim: int, weights: np.ndarray) -> None:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.ndim != 1 or not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
+            raise ValueError("weights must be finite non-negative numbers with a positive sum")
         self.p = (w / w.sum()).astype(np.float32)
+        self.c = np.zeros(dim, np.float32)
 
-    def correction(self, party_ids: np.ndarray) -> np.ndarray:
-        """``c - c_i`` for each party, added to its local gradients."""
-        return self.c[None, :] - self.c_parties[party_ids]
-
-    def update(self, party_ids: np.ndarray, deltas: np.ndarray, steps: np.ndarray, lr: float) -> None:
-        """Option II control update for the parties that reported, then the server's ``c``."""
-        k = np.maximum(np.asarray(steps, dtype=np.float32), 1.0)[:, None]
-        old = self.c_parties[party_ids]
-        new = old - self.c[None, :] - deltas / (k * lr)
-        self.c_parties[party_ids] = new
-        # c = sum_i p_i c_i under partial participation too; uniform p: the paper's c += |S|/N mean(dc_i)
-        self.c = (self.c + self.p[party_ids] @ (new - old)).astype(np.float32)
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {"scaffold_c": self.c, "scaffold_c_parties": self.c_parties}
-
-    def load(self, arrays: dict[str, np.ndarray]) -> None:
-        self.c = arrays["scaffold_c"].astype(np.float32)
-        self.c_parties = arrays["scaffold_c_parties"].astype(np.float32)
+    def update(self, party_ids: np.ndarray, control_deltas: np.ndarray) -> None:
+        """``c += sum_{i in S} p_i (c_i+ - c_i)``: the weighted mean under partial participation too."""
+        self.c = (self.c + self.p[party_ids] @ control_deltas).astype(np.float32)
