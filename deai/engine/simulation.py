@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from deai.aggregate import make_aggregator
+from deai.aggregate.base import traits
 from deai.attacks import choose_malicious, make_attack
 from deai.config import ConfigError, ExperimentConfig
 from deai.data.federated import FederatedData
@@ -27,12 +28,12 @@ from deai.models.base import Model
 from deai.party import PartyProgram, PartyShards
 from deai.rng import Purpose
 from deai.server import ServerControl, ServerProgram
+from deai.server.registry import PartyRegistry
 from deai.sim import AdversarialParties, Adversary, GroundTruthObserver
 from deai.state import flatten, unflatten, upgrade_legacy
 from deai.train import LocalSpec, planned_steps
 from deai.transforms import chain
 from deai.transport import InProcessTransport, SimulatedClock
-from deai.transport.base import Transport
 from deai.transport.inprocess import CHUNK_PARTIES
 
 __all__ = ["Simulation", "SimulationState", "evaluate"]
@@ -122,7 +123,7 @@ class Simulation:
         parties = self.party
         if adversary is not None:
             parties = AdversarialParties(self.party, adversary, fed.num_classes, fed.image_shape)
-        self.transport: Transport = InProcessTransport(
+        self.transport = InProcessTransport(
             parties,
             SimulatedClock(seed, self.speeds, self.planned, cfg.participation.dropout_rate),
             asynchronous=cfg.participation.async_buffer is not None,
@@ -138,13 +139,13 @@ class Simulation:
             control = ServerControl(
                 model.layout.dim, np.ones(fed.num_parties) if uniform else fed.train_sizes
             )
-        root = self._fltrust_root() if getattr(self.strategy.aggregator, "name", "") == "fltrust" else None
+        root = self._fltrust_root() if traits(self.strategy.aggregator).name == "fltrust" else None
         self.server = ServerProgram(
             cfg,
             model,
             self.strategy.aggregator,
             self.strategy.server_opt,
-            fed.num_parties,
+            self._registry(),
             self.strategy.local,
             self._evaluator(),
             dp=self.dp,
@@ -154,6 +155,11 @@ class Simulation:
         )
         self.state = SimulationState(self.server)
         self.observer = GroundTruthObserver(self.malicious)
+
+    def _registry(self) -> PartyRegistry:
+        """The parties by name; anonymous dense names if the data set's names are not unique."""
+        named = PartyRegistry(self.fed.party_names)
+        return named if len(named) == self.fed.num_parties else PartyRegistry.dense(self.fed.num_parties)
 
     def _evaluator(self) -> Callable[[np.ndarray], dict[str, float]]:
         """The task owner's own evaluation rows when it holds some; else federated evaluation, where each

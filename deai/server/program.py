@@ -25,6 +25,7 @@ from deai.messages import Failure, RoundRecord, TrainTask, UpdateBatch
 from deai.models.base import Model
 from deai.privacy.secagg.errors import SecAggError
 from deai.rng import Purpose, generator
+from deai.server.registry import PartyRegistry
 from deai.server.streaming import StreamingSum
 from deai.train import LocalSpec, train_parties
 from deai.train.scaffold import ServerControl
@@ -56,7 +57,7 @@ class ServerProgram:
     cfg : the task (its strategy, participation, privacy and validation sections).
     model : the model being trained (for its layout; the server trains only on ``root``).
     aggregator, server_opt : the rule and the server optimizer.
-    num_parties : parties in the registry (dense ids ``0..num_parties-1``).
+    registry : the parties the server knows (name or key -> dense index ``0..len-1``).
     spec : the local training every party is asked to run.
     evaluator : scores a released model (the task owner's evaluation set, or federated evaluation).
     dp : the DP-FedAvg side (:class:`deai.engine.privacy.DPFedAvg`), or None.
@@ -74,7 +75,7 @@ class ServerProgram:
         model: Model,
         aggregator: Any,
         server_opt: Any,
-        num_parties: int,
+        registry: PartyRegistry,
         spec: LocalSpec,
         evaluator: Evaluator,
         *,
@@ -86,7 +87,8 @@ class ServerProgram:
         self.cfg, self.model = cfg, model
         self.aggregator, self.server_opt = aggregator, server_opt
         self.rule = traits(aggregator)
-        self.num_parties, self.spec, self.evaluator = num_parties, spec, evaluator
+        self.registry, self.spec, self.evaluator = registry, spec, evaluator
+        num_parties = self.num_parties = len(registry)
         self.dp, self.control, self.root = dp, control, root
         if self.rule.private and exchange is None:
             raise ValueError(f"aggregator {self.rule.name!r} runs a protocol with the parties: pass exchange")
