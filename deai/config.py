@@ -317,6 +317,12 @@ class ExperimentConfig(_Strict):
                     f"privacy.mode 'distributed' needs at least 10 parties per round on average to carry the "
                     f"noise shares (participation.fraction x data.num_parties = {expected:g})"
                 )
+            if self.strategy.aggregator not in ("secagg", "he_ckks"):
+                raise ValueError(
+                    "privacy.mode 'distributed' has each party add only its share of the noise, so an "
+                    "aggregator that sees updates one by one sees each with z*C/sqrt(qN) noise instead of "
+                    "z*C: set strategy.aggregator = 'secagg' (or 'he_ckks'), or use privacy.mode 'central'"
+                )
         if self.strategy.clip_norm is not None and pv.mode != "none":
             raise ValueError(
                 "strategy.clip_norm and privacy.mode both clip updates: under differential privacy the clip "

@@ -245,7 +245,13 @@ def _execute(
                 [(cfg.strategy.algorithm, result.history)],
                 config_text=cfg.to_toml(),
                 notes=f"{cfg.data.num_parties} parties on {cfg.data.dataset} ({cfg.data.partition} split), "
-                f"{cfg.strategy.algorithm}, backend {cfg.run.backend}.",
+                f"{cfg.strategy.algorithm}, backend {cfg.run.backend}."
+                + (
+                    " Under this privacy mode the metrics hold only what the mechanism releases: no "
+                    "per-party norms or cosines, no training loss, no pre-clip update norm."
+                    if sim.server.private_metrics
+                    else ""
+                ),
             )
     result.wall_time_s = time.perf_counter() - t_start
     if rd is not None:

@@ -93,6 +93,9 @@ class ServerProgram:
         if self.rule.private and exchange is None:
             raise ValueError(f"aggregator {self.rule.name!r} runs a protocol with the parties: pass exchange")
         self.exchange = exchange  # the transport's phases of a private sum (SecAgg+ stages, HE requests)
+        # DP, secure aggregation or HE: log only released quantities and public facts, no per-party
+        # norms, cosines, losses or pre-clip norms
+        self.private_metrics = dp is not None or self.rule.private
         self.f_max_parties = math.floor(cfg.strategy.f_max * num_parties)
         part = cfg.participation
         self.asynchronous = part.async_buffer is not None
@@ -319,9 +322,11 @@ class ServerProgram:
             if self.dp is not None and not keep.any() and not self._release_noise_only(r, metrics):
                 return None
             loss = batch.metrics.get("train_loss")
-            if loss is not None and np.isfinite(loss).all():  # Opacus' trainer reports no loss
+            # under a privacy mode only what the mechanism releases is logged: a loss or a pre-clip norm
+            # per round would be a side channel the accountant does not cover
+            if not self.private_metrics and loss is not None and np.isfinite(loss).all():  # Opacus: no loss
                 metrics["train_loss"] = float(np.average(loss, weights=batch.weights))
-            if "raw_norm" in batch.metrics:
+            if not self.private_metrics and "raw_norm" in batch.metrics:
                 metrics["update_norm_mean"] = float(batch.metrics["raw_norm"].mean())
             metrics["mean_local_steps"] = float(batch.steps.mean())
         elif self.dp is not None and not self._release_noise_only(r, metrics):
@@ -485,12 +490,12 @@ class ServerProgram:
         self, kept: UpdateBatch, update: np.ndarray, ctx: RoundContext, share: np.ndarray | None
     ) -> dict[str, Any]:
         """Per-party detection signals a real aggregator can compute: norm, distance and cosine to the
-        aggregate, and the rule's own. Under secure aggregation or HE no one sees a row, so only public
-        facts remain (weight shares, who survived the protocol)."""
+        aggregate, and the rule's own. Under DP, secure aggregation or HE only public facts remain
+        (weight shares, who survived the protocol): per-party norms would leak what the mechanism hides."""
         if not self.cfg.run.party_signals:
             return {}
         signals: dict[str, Any] = {"party": kept.party_ids.tolist()}
-        if not self.rule.private:
+        if not self.private_metrics:
             deltas = kept.deltas
             norms = np.linalg.norm(deltas, axis=1)
             agg_norm = float(np.linalg.norm(update))

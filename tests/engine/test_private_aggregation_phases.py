@@ -41,3 +41,23 @@ def test_scaffold_is_refused_under_secure_aggregation():
     )
     with pytest.raises(ConfigError, match="control-variate"):
         parse_config(cfg)
+
+
+@pytest.mark.parametrize(
+    "sections",
+    [
+        {"privacy": {"mode": "central", "noise_multiplier": 1.0, "clip_norm": 1.0}},
+        {"strategy": {"aggregator": "secagg", "aggregator_options": {"clip": 1.0}}},
+    ],
+    ids=["central-dp", "secagg"],
+)
+def test_under_a_privacy_mode_the_metrics_hold_only_what_the_mechanism_releases(sections):
+    r = run(
+        make_config(run={"rounds": 2, "party_signals": True}, data={"num_parties": 10}, **sections),
+        write=False,
+    )
+    for m in r.history:
+        assert "train_loss" not in m and "update_norm_mean" not in m
+        assert set(m["party_signals"]) <= {"party", "malicious", "weight_share", "secagg_survivor"}
+    plain = run(make_config(run={"rounds": 1, "party_signals": True}, data={"num_parties": 10}), write=False)
+    assert "train_loss" in plain.history[0] and "update_norm" in plain.history[0]["party_signals"]

@@ -87,11 +87,17 @@ def test_a_run_stopped_by_the_budget_reports_the_accuracy_of_its_last_model():
             data={"num_parties": 40},
             participation={"fraction": 0.5, "poisson": True, "dropout_rate": 0.3},
             privacy={"mode": "distributed", "noise_multiplier": 2.0, "budget_epsilon": planned * 1.001},
+            strategy={"lr": 0.5, "aggregator": "secagg", "aggregator_options": {"clip": 2.0}},
         ),
         write=False,
     )
     assert r.stopped and r.rounds < 10
     assert not math.isnan(r.final_accuracy)
+
+
+def test_distributed_dp_without_secure_aggregation_is_refused():
+    with pytest.raises(ConfigError, match="privacy.mode 'distributed'.*secagg"):
+        run(make_config(data={"num_parties": 20}, privacy={"mode": "distributed"}), write=False)
 
 
 def test_distributed_dp_needs_enough_parties_per_round():

@@ -48,8 +48,8 @@ def choose(parties: int, count: int, seed: int = 1) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "rate,neighbours,threshold_fraction",
-    [(0.0, None, 0.5), (0.1, None, 0.5), (0.3, None, 0.3), (0.3, 39, 0.5)],
-    ids=["none", "10%", "30%-sparse", "30%-complete"],
+    [(0.0, None, 0.5), (0.1, None, 0.5), (0.2, None, 0.5), (0.3, 39, 0.5)],
+    ids=["none", "10%", "20%-sparse", "30%-complete"],
 )
 def test_sum_is_exact_with_dropouts_after_masking(rate, neighbours, threshold_fraction):
     parties = 40
@@ -315,3 +315,22 @@ def test_invalid_inputs_fail_early_with_the_parameter_named():
         secure_sum(make_updates(4, 10), seed=0, round=0, clip=CLIP, threshold_fraction=1.0)
     with pytest.raises(ValueError, match="dropout_after_masking"):
         secure_sum(make_updates(4, 10), seed=0, round=0, clip=CLIP, dropout_after_masking=np.ones(3, bool))
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.3, 0.49])
+def test_thresholds_a_lying_server_could_exploit_are_refused(fraction):
+    # The reviewer's attack: n = 10, k = 9, t = 3 let a server announce a survivor as dropped to 3 neighbours
+    # and as surviving to 3 others, collect both of its secrets and unmask its input.
+    with pytest.raises(ValueError, match="t > k/2"):
+        secure_sum(
+            make_updates(10, 20), seed=0, round=0, clip=CLIP, neighbours=9, threshold_fraction=fraction
+        )
+
+
+@pytest.mark.parametrize("n", [3, 5, 10, 40, 200])
+@pytest.mark.parametrize("fraction", [0.5, 0.6, 0.9, 0.99])
+def test_at_every_accepted_threshold_two_disjoint_sets_of_t_neighbours_do_not_exist(n, fraction):
+    from deai.privacy.secagg.config import SecAggConfig
+
+    cfg = SecAggConfig.create(n, 4, seed=0, round=0, clip=CLIP, threshold_fraction=fraction)
+    assert 2 * cfg.threshold > cfg.degree  # the condition under which the split-announcement attack fails

@@ -13,6 +13,10 @@ from deai.privacy.secagg.encoding import FixedPoint
 from deai.privacy.secagg.graph import effective_degree, harary_graph
 
 SECRET_ELEMENTS = 16  # a 32-byte secret as 16-bit Shamir field elements
+# t = floor(fraction * k) + 1 > k / 2 exactly when fraction >= 1/2: then no two disjoint sets of t of a
+# party's k neighbours exist, so a lying server cannot obtain its mask key from some and its self-mask
+# seed from others (each honest neighbour reveals at most one of the two; Bell et al. 2020, sec. 3).
+MIN_THRESHOLD_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,12 @@ class SecAggConfig:
             raise ValueError(f"secure aggregation needs at least 2 parties; got n_parties={n_parties}")
         if dim < 1:
             raise ValueError(f"dim must be >= 1; got {dim}")
-        if not 0.0 < threshold_fraction < 1.0:
-            raise ValueError(f"threshold_fraction must be in (0, 1); got {threshold_fraction}")
+        if not MIN_THRESHOLD_FRACTION <= threshold_fraction < 1.0:
+            raise ValueError(
+                f"threshold_fraction must be in [{MIN_THRESHOLD_FRACTION}, 1) so that t > k/2: with "
+                "t <= k/2 a server that tells half of a party's neighbours it survived and the other half it "
+                f"dropped collects both its secrets and unmasks its input; got {threshold_fraction}"
+            )
         degree = effective_degree(n_parties, neighbours)
         threshold = min(degree, math.floor(threshold_fraction * degree) + 1)
         encoding = FixedPoint.for_sum(n_parties, clip, modulus_bits)
