@@ -20,6 +20,7 @@ import numpy as np
 
 from deai.config import parse_config
 from deai.engine.api import run
+from deai.report.artifacts import write_artifacts
 
 HERE = Path(__file__).resolve().parent
 
@@ -69,11 +70,6 @@ def main() -> None:
         row["speedup"] = f / b if f and b else None
         rows.append(row)
         print(json.dumps(row), flush=True)
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    (out / "fedbuff.json").write_text(
-        json.dumps({"target": a.target, "rows": rows}, indent=2, allow_nan=False)
-    )
 
     def cell(v: float | None) -> str:
         return "not reached" if v is None else f"{v:.0f}"
@@ -94,7 +90,7 @@ def main() -> None:
             f"| {r['speed_sigma']:g} | {cell(fa['time_to_target'])} ({fa['rounds_to_target']}) | "
             f"{cell(fb['time_to_target'])} ({fb['rounds_to_target']}) | {sp} | {share} |"
         )
-    (out / "fedbuff.md").write_text("\n".join(lines) + "\n")
+    write_artifacts(HERE / "results", "fedbuff", {"target": a.target, "rows": rows}, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

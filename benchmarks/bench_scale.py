@@ -67,6 +67,8 @@ def main() -> None:
         return
     from procmem import run_measured
 
+    from deai.report.artifacts import write_artifacts
+
     rows = []
     for setting, rounds in (("full", a.rounds), ("sampled", 20)):
         cmd = [
@@ -89,9 +91,6 @@ def main() -> None:
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    (out / "scale.json").write_text(json.dumps(rows, indent=2, allow_nan=False))
     lines = [
         "| parties | per round | median round (s) | peak RSS, process (MB) | data load (s) | accuracy |",
         "|---:|---:|---:|---:|---:|---:|",
@@ -101,7 +100,7 @@ def main() -> None:
             f"| {r['parties']:,} | {r['per_round']:,} | {r['median_round_s']:.3f} | {r['peak_rss_mb']:.0f} | "
             f"{r['data_s']:.1f} | {r['final_accuracy']:.3f} |"
         )
-    (out / "scale.md").write_text("\n".join(lines) + "\n")
+    write_artifacts(HERE / "results", "scale", rows, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -16,26 +16,27 @@ import numpy as np
 
 def check_real(name: str, value: float) -> float:
     """A finite float."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not math.isfinite(value):
+    v = _finite(value)
+    if v is None:
         raise ValueError(f"{name} must be a finite number; got {value!r}")
-    return float(value)
+    return v
 
 
 def check_positive(name: str, value: float) -> float:
     """A finite ``> 0`` float."""
-    if check_real_or_none(value) is None or value <= 0:
+    if _finite(value) is None or value <= 0:
         raise ValueError(f"{name} must be a positive finite number; got {value!r}")
     return float(value)
 
 
 def check_non_negative(name: str, value: float) -> float:
     """A finite ``>= 0`` float."""
-    if check_real_or_none(value) is None or value < 0:
+    if _finite(value) is None or value < 0:
         raise ValueError(f"{name} must be a non-negative finite number; got {value!r}")
     return float(value)
 
 
-def check_real_or_none(value: object) -> float | None:
+def _finite(value: object) -> float | None:
     """``value`` as a float when it is a finite non-bool number, else None."""
     if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not math.isfinite(value):
         return None
@@ -51,7 +52,7 @@ def check_count(name: str, value: int, minimum: int = 0) -> int:
 
 def check_fraction(name: str, value: float, *, upper: float, closed: bool) -> float:
     """A float in ``[0, upper]`` (``closed``) or ``[0, upper)``."""
-    v = check_real_or_none(value)
+    v = _finite(value)
     if v is None or v < 0 or (v > upper if closed else v >= upper):
         raise ValueError(f"{name} must be a number in [0, {upper}{']' if closed else ')'}; got {value!r}")
     return v

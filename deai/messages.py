@@ -134,8 +134,3 @@ class RoundRecord:
     released: bool  # did the global model change?
     batch: UpdateBatch | None = None
     aggregate: np.ndarray | None = None  # the released update, in-process only
-
-    def model_hash(self, layout: Any) -> str:
-        from deai.params import params_hash
-
-        return params_hash(self.params, layout)

@@ -1,9 +1,9 @@
 """Named, nested state: every component returns its state as a tree, and checkpoint keys are its paths.
 
-``flatten({"server": {"opt": {"m": a}}})`` is ``{"server/opt/m": a}``; ``unflatten`` inverts it. So no
-component builds keys with prefixes or slices them off again, and a component added later cannot clash
-with another's names. Checkpoints written before this (flat names such as ``server_m``, ``agg_center``)
-are read through :func:`upgrade_legacy`.
+``flatten_tree({"server": {"opt": {"m": a}}})`` is ``{"server/opt/m": a}``; ``unflatten_tree`` inverts
+it. So no component builds keys with prefixes or slices them off again, and a component added later
+cannot clash with another's names. Checkpoints written before this (flat names such as ``server_m``,
+``agg_center``) are read through :func:`upgrade_legacy`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ SEP = "/"
 Tree = Mapping[str, Any]
 
 
-def flatten(tree: Tree, prefix: str = "") -> dict[str, np.ndarray]:
+def flatten_tree(tree: Tree, prefix: str = "") -> dict[str, np.ndarray]:
     """The leaves of ``tree`` (arrays or numbers) under their ``/``-joined paths; empty subtrees vanish."""
     out: dict[str, np.ndarray] = {}
     for name, value in tree.items():
@@ -26,23 +26,21 @@ def flatten(tree: Tree, prefix: str = "") -> dict[str, np.ndarray]:
             raise ValueError(f"state name {name!r} must be non-empty and must not contain {SEP!r}")
         path = f"{prefix}{name}"
         if isinstance(value, Mapping):
-            out.update(flatten(value, path + SEP))
+            out.update(flatten_tree(value, path + SEP))
         elif value is not None:
             out[path] = np.asarray(value)
     return out
 
 
-def unflatten(arrays: Mapping[str, np.ndarray], prefix: str = "") -> dict[str, Any]:
-    """The tree under ``prefix`` (``""`` for all) of flat ``/``-joined keys; plain keys stay leaves."""
+def unflatten_tree(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The tree of flat ``/``-joined keys (the inverse of :func:`flatten_tree`); plain keys stay leaves."""
     tree: dict[str, Any] = {}
     for key, value in arrays.items():
-        if not key.startswith(prefix):
-            continue
-        parts = key[len(prefix) :].split(SEP)
+        *parents, leaf = key.split(SEP)
         node = tree
-        for part in parts[:-1]:
+        for part in parents:
             node = node.setdefault(part, {})
-        node[parts[-1]] = value
+        node[leaf] = value
     return tree
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import numbers
 import os
 import shutil
 import zipfile
@@ -19,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from deai.data.federated import FederatedData
+from deai import jsonio
+from deai.data.federated import FederatedData, _is_int
 
 FORMAT_VERSION = 1
 DATA_FILE = "data.npz"
@@ -98,6 +98,16 @@ def write_party_dirs(
     config_bytes = None if config_toml is None else config_toml.encode("utf-8")
     config_sha = None if config_bytes is None else hashlib.sha256(config_bytes).hexdigest()
     names = [party_dir_name(p, num_parties) for p in range(num_parties)]
+    # what every party's manifest and the federation's index both record
+    common = {
+        "format_version": FORMAT_VERSION,
+        "num_parties": num_parties,
+        "dataset": dataset,
+        "seed": int(seed),
+        "num_features": fed.num_features,
+        "num_classes": int(fed.num_classes),
+        "image_shape": image_shape,
+    }
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -111,16 +121,9 @@ def write_party_dirs(
             buffer = io.BytesIO()
             np.savez(buffer, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
             data = buffer.getvalue()
-            manifest = {
-                "format_version": FORMAT_VERSION,
+            manifest = common | {
                 "party_index": p,
                 "party_name": str(fed.party_names[p]),
-                "num_parties": num_parties,
-                "dataset": dataset,
-                "seed": int(seed),
-                "num_features": fed.num_features,
-                "num_classes": int(fed.num_classes),
-                "image_shape": image_shape,
                 "num_train": len(y_train),
                 "num_test": len(y_test),
                 "data_sha256": hashlib.sha256(data).hexdigest(),
@@ -130,14 +133,7 @@ def write_party_dirs(
             party.mkdir()
             (party / DATA_FILE).write_bytes(data)
             (party / MANIFEST_FILE).write_text(_dumps(manifest), encoding="utf-8")
-        federation = {
-            "format_version": FORMAT_VERSION,
-            "num_parties": num_parties,
-            "dataset": dataset,
-            "seed": int(seed),
-            "num_features": fed.num_features,
-            "num_classes": int(fed.num_classes),
-            "image_shape": image_shape,
+        federation = common | {
             "parties": names,
             "party_names": [str(n) for n in fed.party_names],
             "config_sha256": config_sha,
@@ -328,15 +324,11 @@ def _read_arrays(data_path: Path, data: bytes) -> dict[str, np.ndarray]:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, allow_nan=False, indent=2) + "\n"
+    return jsonio.dumps(value, indent=2) + "\n"
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not strict JSON")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _is_sha256(value: object) -> bool:

@@ -108,10 +108,11 @@ class DPFedAvg:
         if self.cfg.privacy.budget_epsilon is not None:
             self.accountant.check_budget(self.round_noise_multiplier(reported), self.q, round=round_)
 
-    def aggregate(
-        self, updates: np.ndarray, ctx: RoundContext, sum_aggregate: Any, agg_ctx: Any
-    ) -> np.ndarray:
-        """The DP-FedAvg average: fixed denominator ``qN``; noise added here in central mode."""
+    def aggregate(self, updates: np.ndarray, ctx: RoundContext, sum_aggregate: Any) -> np.ndarray:
+        """The DP-FedAvg average: fixed denominator ``qN``; noise added here in central mode.
+
+        ``sum_aggregate`` is the task's sum rule (mean, SecAgg+, CKKS), called with uniform weights.
+        """
         m, dim = updates.shape
         self.lost = 0
         if self.adaptive is not None:
@@ -123,9 +124,9 @@ class DPFedAvg:
         if m == 0:
             fixed = np.zeros(dim)
         else:
-            mean = sum_aggregate(updates, np.ones(m), agg_ctx)  # uniform: a party is one record
+            mean = sum_aggregate(updates, np.ones(m), ctx)  # uniform: a party is one record
             # SecAgg+ may lose parties after masking; its mean then covers the survivors only.
-            survivor = None if agg_ctx is None else agg_ctx.signals.get("secagg_survivor")
+            survivor = ctx.signals.get("secagg_survivor")
             summed = m if survivor is None else int(np.count_nonzero(survivor))
             self.lost = m - summed
             fixed = mean.astype(np.float64) * (summed / self.expected)

@@ -37,8 +37,8 @@ from deai.state import upgrade_legacy
 RESUMABLE_CHANGES = frozenset({"run.rounds"})
 
 _NUMBERED = re.compile(r"^round-(\d{5,})\.npz$")
-# State arrays whose shape the config fixes (others, like a defence's history, start empty and grow).
-# state whose shape the config does not fix: a rule's state before its first round, the DP ledger's length
+# State whose shape the config does not fix (a rule's state starts empty, the DP ledger grows); every
+# other array must have the shape this run expects.
 _FLEXIBLE_SHAPE = ("server/rule/", "server/dp/")
 
 

@@ -30,7 +30,7 @@ from deai.rng import Purpose
 from deai.server import ServerControl, ServerProgram
 from deai.server.registry import PartyRegistry
 from deai.sim import AdversarialParties, Adversary, GroundTruthObserver
-from deai.state import flatten, unflatten, upgrade_legacy
+from deai.state import flatten_tree, unflatten_tree
 from deai.train import LocalSpec, planned_steps
 from deai.transforms import chain
 from deai.transport import InProcessTransport, SimulatedClock
@@ -180,7 +180,7 @@ class Simulation:
     # -- state ----------------------------------------------------------------------------
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Everything needed to continue the run, as named arrays (for a checkpoint; see deai.state)."""
-        return flatten({"server": self.server.state_tree(), "party": self.party.state_tree()})
+        return flatten_tree({"server": self.server.state_tree(), "party": self.party.state_tree()})
 
     def required_state(self) -> dict[str, np.ndarray]:
         """The arrays a checkpoint must hold to resume; ``version`` and ``sim_clock`` came later and
@@ -189,7 +189,7 @@ class Simulation:
         return {k: v for k, v in self.state_arrays().items() if k not in optional}
 
     def load_state(self, params: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
-        tree = unflatten(upgrade_legacy(arrays))
+        tree = unflatten_tree(arrays)  # RunDirectory.restore has upgraded pre-named-state names already
         self.server.load_tree(params, tree["server"])
         self.party.load_tree(tree["party"])
         self.transport.now = self.server.state.sim_clock  # simulated clocks go on from where they stopped

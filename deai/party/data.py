@@ -30,6 +30,7 @@ class PartyShards:
 
     def __post_init__(self) -> None:
         self.ids = np.asarray(self.ids, dtype=np.int64)
+        self._train_sizes = np.diff(self.train_offsets)
         self._dense = bool(len(self.ids) == 0 or (self.ids[0] == 0 and self.ids[-1] == len(self.ids) - 1))
 
     @classmethod
@@ -67,8 +68,6 @@ class PartyShards:
 
     @property
     def train_sizes(self) -> np.ndarray:
-        if getattr(self, "_train_sizes", None) is None:
-            self._train_sizes = np.diff(self.train_offsets)
         return self._train_sizes
 
     @property

@@ -49,15 +49,5 @@ class WithheldUpdates:
         if kind == HE_ENCRYPT:
             return encrypt_replies(kind, messages, self.rows)
         if kind == START:
-            self._stages = PartyStages(self.rows, clip=self._clip_of(messages))
+            self._stages = PartyStages(self.rows)
         return self._stages.answer(kind, messages)
-
-    @staticmethod
-    def _clip_of(messages: Mapping[int, bytes]) -> float | None:
-        """The per-coordinate clip every party applies before masking, from the public session opening."""
-        import json
-
-        for payload in messages.values():
-            opening = json.loads(payload)
-            return float(opening["party_clip"]) if "party_clip" in opening else None
-        return None

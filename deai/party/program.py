@@ -47,6 +47,7 @@ class PartyProgram:
     ) -> None:
         self.model, self.shards = model, shards
         self.transforms = transforms if transforms is not None else chain()
+        self._transform_state = self.transforms.init(model.layout.dim)
         self.backend_name, self.workers, self.example_dp = backend, workers, example_dp
         n, dim = len(shards.ids), model.layout.dim
         self.trained_rounds = np.zeros(n, dtype=np.int64)  # rounds each held party trained in
@@ -98,8 +99,8 @@ class PartyProgram:
             self.c_parties[local] = new
             control_deltas = new - old
         raw_norm = row_norms(res.deltas)
-        deltas, _ = self.transforms.apply(
-            res.deltas, self.transforms.init(0), RoundContext(task.seed, task.round, party_ids)
+        deltas, self._transform_state = self.transforms.apply(
+            res.deltas, self._transform_state, RoundContext(task.seed, task.round, party_ids)
         )
         P = len(party_ids)
         return UpdateBatch(

@@ -62,7 +62,7 @@ def page(title: str, body: str) -> str:
 def write_artifacts(
     out: Path,
     stem: str,
-    data: dict[str, Any],
+    data: Any,
     markdown: str,
     figure: Any = None,
     *,

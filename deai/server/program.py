@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +93,7 @@ class ServerProgram:
         if self.rule.private and exchange is None:
             raise ValueError(f"aggregator {self.rule.name!r} runs a protocol with the parties: pass exchange")
         self.exchange = exchange  # the transport's phases of a private sum (SecAgg+ stages, HE requests)
+        self._aggregate = self._over_exchange if self.rule.private else aggregator
         # DP, secure aggregation or HE: log only released quantities and public facts, no per-party
         # norms, cosines, losses or pre-clip norms
         self.private_metrics = dp is not None or self.rule.private
@@ -169,8 +170,6 @@ class ServerProgram:
             self._in_flight[sampled] = True
         else:
             sampled = sample_parties(seed, r, self.num_parties, part.fraction, part.count, part.poisson)
-            self._batches, self._failures, self._stream = [], [], None
-            self._arrived, self._cut_short = 0.0, 0
         self._task = TrainTask(
             round=r,
             version=self.state.version,
@@ -223,59 +222,58 @@ class ServerProgram:
         cfg, st, task = self.cfg, self.state, self._task
         r = task.round
         before = (st.params, st.opt_state)  # the last released model, kept if this round diverges
+        batches, failures, stream = self._batches, self._failures, self._stream
+        arrived, cut_short = self._arrived, self._cut_short
+        self._batches, self._failures, self._stream = [], [], None
+        self._arrived, self._cut_short = 0.0, 0
         failed: dict[str, int] = {}
-        for f in self._failures:
+        for f in failures:
             failed[f.reason] = failed.get(f.reason, 0) + len(f.party_ids)
-        # parties that found their own update unencodable under a private sum reported that, not the row
-        unencodable = {int(p): f.reason for f in self._failures if f.reason in UNUSABLE for p in f.party_ids}
-        batch = UpdateBatch.concat(self._batches) if self._batches else None
-        stream, self._stream = self._stream, None
-        self._batches, self._failures = [], []
+        # under a private sum a party that finds its own update unencodable reports that instead of the row
+        rejected = {int(p): f.reason for f in failures if f.reason in UNUSABLE for p in f.party_ids}
+        reported = len(rejected)
+        batch = UpdateBatch.concat(batches) if batches else None
         n = stream.rows if stream is not None else 0 if batch is None else len(batch)
         metrics: dict[str, Any] = {
             "round": r,
             "sampled": len(task.party_ids),
-            "participants": n + len(unencodable),
+            "participants": n + reported,
             "dropped": failed.get("dropout", 0),
-            "stragglers": failed.get("deadline", 0) + self._cut_short,
+            "stragglers": failed.get("deadline", 0) + cut_short,
         }
         if self.asynchronous:
-            clock = max(st.sim_clock, self._arrived)
+            clock = max(st.sim_clock, arrived)
             metrics["sim_time"] = clock - st.sim_clock
-            self._arrived, self._cut_short = 0.0, 0
         else:
-            metrics["sim_time"] = self._arrived
-            clock = st.sim_clock + self._arrived
+            metrics["sim_time"] = arrived
+            clock = st.sim_clock + arrived
         metrics["sim_clock"] = clock
         answers = None if batch is None else batch.round
         if n and self.asynchronous:
             batch, answers = self._staleness_weighted(batch, r, metrics)
         record = RoundRecord(r, st.version, st.params, np.zeros(0, np.int64), {}, None, metrics, False)
-        if unencodable and not n:
-            metrics["rejected"] = len(unencodable)
-            reasons = list(unencodable.values())
-            metrics["rejected_reasons"] = {why: reasons.count(why) for why in dict.fromkeys(reasons)}
-            return self._diverge(
-                f"round {r}: every party's update was non-finite or too large to aggregate "
-                f"({metrics['rejected_reasons']}), so local training diverged"
-            )
+        check = None
         if stream is not None:
-            if self._release_stream(stream, record) is None:
-                return None
+            rejected |= stream.reasons
         elif n:
             check = validate_updates(
                 batch.deltas, batch.party_ids, answers, r, max_norm=cfg.validation.max_update_norm
             )
-            record.rejected = {int(batch.party_ids[i]): why for i, why in check.reasons.items()} | unencodable
-            metrics["rejected"] = len(record.rejected)
-            if record.rejected:
-                reasons = list(record.rejected.values())
-                metrics["rejected_reasons"] = {why: reasons.count(why) for why in dict.fromkeys(reasons)}
-            if set(check.reasons.values()) <= UNUSABLE and len(check.reasons) == n:
+            rejected |= {int(batch.party_ids[i]): why for i, why in check.reasons.items()}
+        record.rejected = rejected
+        if n + reported:
+            metrics["rejected"] = len(rejected)
+            if rejected:
+                metrics["rejected_reasons"] = _counts(rejected.values())
+            if len(rejected) == n + reported and set(rejected.values()) <= UNUSABLE:
                 return self._diverge(
                     f"round {r}: every party's update was non-finite or too large to aggregate "
-                    f"({check.counts()}), so local training diverged"
+                    f"({metrics['rejected_reasons']}), so local training diverged"
                 )
+        if stream is not None:
+            if self._release_stream(stream, record) is None:
+                return None
+        elif n:
             keep = check.accepted
             if self.control is not None and keep.any():
                 self.control.update(batch.party_ids[keep], batch.control_deltas[keep])
@@ -290,20 +288,11 @@ class ServerProgram:
                 shares = self._noise_shares(len(kept))
                 if self.dp is not None and not self._privacy_allows(r, shares):
                     return None  # nothing released, the round does not count
-                rule = self.aggregator
-                if (
-                    self.rule.private
-                ):  # the rows stay with the parties: run the protocol through the transport
-                    dim = len(st.params)
-
-                    def rule(_rows: np.ndarray, weights: np.ndarray, c: RoundContext) -> np.ndarray:
-                        return self.aggregator.aggregate_over(self.exchange, dim, weights, c)
-
                 try:
                     if self.dp is None:
-                        update = rule(kept.deltas, kept.weights, ctx)
+                        update = self._aggregate(kept.deltas, kept.weights, ctx)
                     else:
-                        update = self.dp.aggregate(kept.deltas, ctx, rule, ctx)
+                        update = self.dp.aggregate(kept.deltas, ctx, self._aggregate)
                         metrics.update(self.dp.record(shares))
                 except (ValueError, ArithmeticError, SecAggError) as err:
                     # validated updates reached the rule, so this is the rule's limit (e.g. Krum with too
@@ -312,10 +301,8 @@ class ServerProgram:
                     log.warning("round %d: %s", r, metrics["skipped"])
                     update = None
                 if update is not None:
-                    params, opt_state = self.server_opt.step(st.params, update, st.opt_state)
-                    if not np.all(np.isfinite(params)):
-                        return self._diverge(f"round {r}: the global model became non-finite")
-                    st.params, st.opt_state = params, opt_state
+                    if not self._step(update, r):
+                        return None
                     record.accepted, record.batch, record.aggregate = kept.party_ids, kept, update
                     record.weights = self._shares(kept, ctx)
                     metrics.update(self._signals(kept, update, ctx, record.weights))
@@ -333,32 +320,32 @@ class ServerProgram:
             return None
         return self._finish(record, before, clock)
 
+    def _over_exchange(self, _rows: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
+        """A private rule's aggregate: the rows stay with the parties, so run its protocol through the
+        transport (its shape is the rule contract's, so DP-FedAvg wraps it like any sum)."""
+        return self.aggregator.aggregate_over(self.exchange, len(self.state.params), weights, ctx)
+
+    def _step(self, update: np.ndarray, round_: int) -> bool:
+        """Apply ``update`` with the server optimizer; False (the run stops) if the model turns non-finite."""
+        st = self.state
+        params, opt_state = self.server_opt.step(st.params, update, st.opt_state)
+        if not np.all(np.isfinite(params)):
+            self._diverge(f"round {round_}: the global model became non-finite")
+            return False
+        st.params, st.opt_state = params, opt_state
+        return True
+
     def _release_stream(self, stream: StreamingSum, record: RoundRecord) -> RoundRecord | None:
         """The release of a round folded batch by batch (a plain weighted mean; see deai.server.streaming)."""
-        st, metrics, r = self.state, record.metrics, record.round
-        reasons = stream.reasons
-        metrics["rejected"] = len(reasons)
-        record.rejected = dict(reasons)
-        counts: dict[str, int] = {}
-        for why in reasons.values():
-            counts[why] = counts.get(why, 0) + 1
-        if counts:
-            metrics["rejected_reasons"] = counts
-        if set(reasons.values()) <= UNUSABLE and len(reasons) == stream.rows:
-            return self._diverge(
-                f"round {r}: every party's update was non-finite or too large to aggregate "
-                f"({counts}), so local training diverged"
-            )
+        metrics = record.metrics
         ids, weights = stream.accepted_ids(), stream.accepted_weights()
         if 0 < len(ids) < self.rule.min_parties:
             ids = ids[:0]
             metrics["skipped"] = "too few updates for the aggregator"
         if len(ids):
             update = stream.mean()
-            params, opt_state = self.server_opt.step(st.params, update, st.opt_state)
-            if not np.all(np.isfinite(params)):
-                return self._diverge(f"round {r}: the global model became non-finite")
-            st.params, st.opt_state = params, opt_state
+            if not self._step(update, record.round):
+                return None
             record.accepted, record.aggregate = ids, update
             record.weights = weights / weights.sum()
         if stream.loss_finite:
@@ -432,10 +419,7 @@ class ServerProgram:
             return False
         dim = len(self.state.params)
         noise = self.dp.aggregate(
-            np.zeros((0, dim), np.float32),
-            RoundContext(self.cfg.run.seed, round_, np.zeros(0, np.int64)),
-            self.aggregator,
-            None,
+            np.zeros((0, dim), np.float32), RoundContext(self.cfg.run.seed, round_), self._aggregate
         )
         st = self.state
         st.params, st.opt_state = self.server_opt.step(st.params, noise, st.opt_state)
@@ -511,3 +495,11 @@ class ServerProgram:
             if k != "server_update" and np.ndim(v) == 1 and len(v) == len(kept):
                 signals[k] = np.round(np.asarray(v, dtype=np.float64), 6).tolist()
         return {"party_signals": signals}
+
+
+def _counts(reasons: Iterable[str]) -> dict[str, int]:
+    """How many times each reason occurs, in first-seen order."""
+    out: dict[str, int] = {}
+    for why in reasons:
+        out[why] = out.get(why, 0) + 1
+    return out

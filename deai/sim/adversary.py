@@ -6,6 +6,8 @@ It is omniscient, the strongest attacker of the attack papers: it reads the roun
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from deai.attacks import Attack, RoundContext
@@ -25,19 +27,13 @@ class Adversary:
     def poison(self, shards: PartyShards) -> PartyShards:
         """A copy of ``shards`` whose malicious parties' training rows went through ``poison_data``."""
         x, y = shards.x_train.copy(), shards.y_train.copy()
-        for j, p in enumerate(shards.ids):
-            if not self.malicious[p]:
-                continue
+        for j in np.flatnonzero(self.malicious[shards.ids]):
             lo, hi = shards.train_offsets[j], shards.train_offsets[j + 1]
-            party_seed = int(key(self.seed, 0, Purpose.ATTACK, int(p)) % np.uint64(2**31))
+            party_seed = int(key(self.seed, 0, Purpose.ATTACK, int(shards.ids[j])) % np.uint64(2**31))
             x[lo:hi], y[lo:hi] = self.attack.poison_data(
                 x[lo:hi], y[lo:hi], shards.num_classes, shards.image_shape, party_seed
             )
-        out = PartyShards(
-            shards.ids, x, y, shards.train_offsets, shards.x_test, shards.y_test, shards.test_offsets,
-            shards.num_classes, shards.image_shape,
-        )  # fmt: skip
-        return out
+        return dataclasses.replace(shards, x_train=x, y_train=y)
 
     def craft(
         self, batch: UpdateBatch, task: TrainTask, num_classes: int, image_shape: tuple[int, ...] | None

@@ -77,21 +77,20 @@ class InProcessTransport:
         if len(a.late):
             out.append(Failure(a.late, "deadline"))
         self._work = []
-        if len(a.parties) and not self.asynchronous:
+        if len(a.parties) and self.asynchronous:
+            # each party trains now on the model it was sent; its update waits for its arrival time
+            batch = self.party.train(task, a.parties, a.step_budget)
+            for i, t in enumerate(self.now + a.times):
+                row = batch.take(np.array([i]))
+                row.arrival = np.array([t])
+                heapq.heappush(self._queue, (float(t), self._sequence, row))
+                self._sequence += 1
+        elif len(a.parties):
             # trained lazily, chunk by chunk, as the server collects (streaming rules fold each and drop it)
             for s in range(0, len(a.parties), self.chunk_parties):
                 part = slice(s, s + self.chunk_parties)
                 budget = None if a.step_budget is None else a.step_budget[part]
                 self._work.append((task, a.parties[part], budget, a.times[part], a.cut_short[part]))
-        elif len(a.parties):
-            batch = self.party.train(task, a.parties, a.step_budget)
-            batch.metrics["cut_short"] = a.cut_short
-            if self.asynchronous:
-                for i, t in enumerate(self.now + a.times):
-                    row = batch.take(np.array([i]))
-                    row.arrival = np.array([t])
-                    heapq.heappush(self._queue, (float(t), self._sequence, row))
-                    self._sequence += 1
         self._pending = out
 
     def collect(self) -> Iterator[UpdateBatch | Failure]:

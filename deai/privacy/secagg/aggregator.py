@@ -137,5 +137,5 @@ class SecureAggregator:
         updates = np.asarray(updates)
         if updates.ndim != 2 or not np.isfinite(updates).all():
             raise ValueError("secure aggregation needs a finite [parties, dim] matrix; reject bad rows first")
-        stages = PartyStages({int(pid): updates[i] for i, pid in enumerate(ctx.party_ids)}, clip=self.clip)
+        stages = PartyStages({int(pid): updates[i] for i, pid in enumerate(ctx.party_ids)})
         return self.aggregate_over(stages.answer, updates.shape[1], weights, ctx)

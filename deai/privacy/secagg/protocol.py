@@ -178,22 +178,12 @@ def run_protocol(
     timings: dict[str, float] = {}
     replies = {START: ADVERTISE_KEYS, KEY_BOOK: SHARE_KEYS, RELAYED_SHARES: MASKED_INPUT}
     replies[UNMASK_REQUEST] = UNMASK_RESPONSE
-    server_steps = {
-        ADVERTISE_KEYS: "collect_keys",
-        SHARE_KEYS: "relay_shares",
-        MASKED_INPUT: "collect_masked_inputs",
-        UNMASK_RESPONSE: "unmask",
-    }
-    last_server_step = [0.0]
 
     def exchange(kind: str, messages: Mapping[int, bytes]) -> dict[int, bytes]:
         nonlocal server_bytes
-        t_in = time.perf_counter()
-        if kind != START:  # the server's step that produced these messages ends here
-            timings[f"server/{server_steps[_previous(kind)]}"] = t_in - last_server_step[0]
         inbox = {}
         for v, payload in messages.items():
-            if kind != START:
+            if kind != START:  # the opening is the in-process parties' own (they were built above)
                 server_bytes += len(payload)
                 payload = intercept(kind, SERVER, v, payload) if intercept is not None else payload
             if payload is not None and v in stages.parties:
@@ -201,25 +191,17 @@ def run_protocol(
         reply = replies[kind]
         t0 = time.perf_counter()
         sent = stages.answer(kind, inbox)
-        timings[f"parties/{reply}"] = timings.get(f"parties/{reply}", 0.0) + time.perf_counter() - t0
+        timings[f"parties/{reply}"] = time.perf_counter() - t0
         arrived = {}
         for u, payload in sent.items():
             bytes_sent[u] += len(payload)
             delivered = intercept(reply, u, SERVER, payload) if intercept is not None else payload
             if delivered is not None:
                 arrived[u] = delivered
-        last_server_step[0] = time.perf_counter()
         return arrived
 
-    start = {p.id: b"" for p in parties}
-    total = run_server_stages(server, exchange, start)
-    timings["server/unmask"] = time.perf_counter() - last_server_step[0]
+    total = run_server_stages(server, exchange, {p.id: b"" for p in parties}, timings)
     return total, Transcript(bytes_sent=bytes_sent, bytes_server=server_bytes, timings=timings)
-
-
-def _previous(kind: str) -> str:
-    """The party reply the server answered with ``kind``."""
-    return {KEY_BOOK: ADVERTISE_KEYS, RELAYED_SHARES: SHARE_KEYS, UNMASK_REQUEST: MASKED_INPUT}[kind]
 
 
 def _party_mask(name: str, mask: np.ndarray | None, n: int) -> np.ndarray:
