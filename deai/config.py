@@ -253,6 +253,11 @@ class PrivacySection(_Strict):
     example_dp_engine: Literal["vectorized", "opacus"] = Field(
         "vectorized", description="per-example clipping in deai's batched trainer, or Opacus per party (cnn)"
     )
+    simulation: bool = Field(
+        False,
+        description="key DP noise and Poisson sampling by (seed, round, party) so the run is reproducible "
+        "and resumes bit for bit; private against NO ONE who holds the config (default: OS entropy)",
+    )
 
 
 class ExperimentConfig(_Strict):
@@ -305,6 +310,13 @@ class ExperimentConfig(_Strict):
             raise ValueError(
                 "privacy.example_dp_engine 'opacus' needs privacy.example_noise_multiplier "
                 "and model.kind 'cnn'"
+            )
+        if pv.example_dp_engine == "opacus" and not pv.simulation:
+            raise ValueError(
+                "privacy.example_dp_engine 'opacus' draws its noise from torch's Mersenne Twister: Opacus's "
+                "secure_mode needs torchcsprng, which has no build for torch 2.x. Use example_dp_engine "
+                "'vectorized' (discrete noise from the OS's CSPRNG), or set privacy.simulation = true for a "
+                "reproducible simulation that claims no privacy against whoever holds the config"
             )
         if self.strategy.personalization_epochs > 0 and self.data.test_fraction == 0:
             raise ValueError(

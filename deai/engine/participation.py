@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deai.privacy.dp.sampling import SystemBits, bernoulli
 from deai.rng import Purpose, generator, key, party_normal, party_uniform
 
 
@@ -32,11 +33,23 @@ def party_speeds(seed: int, num_parties: int, speed_sigma: float) -> np.ndarray:
 
 
 def sample_parties(
-    seed: int, round_: int, num_parties: int, fraction: float | None, count: int | None, poisson: bool
+    seed: int,
+    round_: int,
+    num_parties: int,
+    fraction: float | None,
+    count: int | None,
+    poisson: bool,
+    secure: bool = False,
 ) -> np.ndarray:
-    """Sorted ids of the parties asked to train: all, a fixed-size sample, or a Poisson sample."""
+    """Sorted ids of the parties asked to train: all, a fixed-size sample, or a Poisson sample.
+
+    ``secure`` draws the Poisson sample from the OS's CSPRNG: the amplification a DP accountant counts
+    on holds only if nobody can tell who was sampled, so it must not follow from the seed.
+    """
     if poisson:
         # each party joins independently with probability `fraction`: what DP accounting assumes
+        if secure:
+            return np.flatnonzero(bernoulli(float(fraction), np.arange(num_parties), SystemBits()))
         draws = party_uniform(key(seed, round_, Purpose.SELECT), np.arange(num_parties), 1)[:, 0]
         return np.flatnonzero(draws < fraction).astype(np.int64)
     if count is None:

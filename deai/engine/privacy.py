@@ -10,6 +10,13 @@ this module only decides, per config, which pieces run where (McMahan et al. 201
   example under secure aggregation) carries the noise and no one sees a noise-free update; when
   only ``m`` parties report, the round's effective multiplier ``z sqrt(m/qN)`` is what is recorded.
 
+Under SecAgg+ the distributed shares are discrete Gaussians that each party adds to its *encoded*
+update (the distributed discrete Gaussian of Kairouz, Liu and Steinke 2021; :class:`RingNoise`); under
+HE they are lattice-valued Gaussians added before encryption.
+
+Every draw (noise and the Poisson sample) comes from the OS's CSPRNG unless ``privacy.simulation``,
+which keys them by the run's seed: reproducible, and private against no one who holds the config.
+
 Party sampling is Poisson with rate ``q`` (``participation.fraction``, or 1). The run refuses to
 start when the planned rounds would exceed ``privacy.budget_epsilon``, and stops before a round
 that would exceed it (distributed mode, where the effective noise depends on who reports).
@@ -28,7 +35,12 @@ from deai.privacy.dp.accountant import (
     calibrate_noise_multiplier,
     compute_epsilon,
 )
-from deai.privacy.dp.mechanisms import AdaptiveClipping, CentralGaussianNoise, DistributedGaussianNoise
+from deai.privacy.dp.mechanisms import (
+    AdaptiveClipping,
+    CentralGaussianNoise,
+    DistributedGaussianNoise,
+    RingNoise,
+)
 from deai.transforms import ClipByNorm, RoundContext, UpdateTransform
 
 
@@ -77,14 +89,23 @@ class DPFedAvg:
                 expected_parties=self.expected,
                 target_quantile=pv.target_quantile,
                 learning_rate=pv.clip_learning_rate,
+                simulation=pv.simulation,
             )
             if pv.adaptive_clipping
             else None
         )
         self.adaptive_state = self.adaptive.init() if self.adaptive is not None else None
+        self.simulation = pv.simulation
+        per_round = max(1, int(round(self.expected)))
         self.distributed = (
-            DistributedGaussianNoise(z, pv.clip_norm, max(1, int(round(self.expected))))
+            DistributedGaussianNoise(z, pv.clip_norm, per_round, pv.simulation)
             if pv.mode == "distributed"
+            else None
+        )
+        # under SecAgg+ the shares are discrete and added by each party after encoding, inside the protocol
+        self.ring_noise = (
+            RingNoise(z, pv.clip_norm, per_round, pv.simulation, cfg.run.seed)
+            if pv.mode == "distributed" and cfg.strategy.aggregator == "secagg"
             else None
         )
         self.lost = 0  # updates of the last aggregated round that a secure aggregator lost mid-protocol
@@ -94,7 +115,7 @@ class DPFedAvg:
         if self.adaptive is not None:
             return []  # adaptive clipping clips with the current (server-tracked) norm itself
         out: list[UpdateTransform] = [ClipByNorm(self.clip_norm)]
-        if self.distributed is not None:
+        if self.distributed is not None and self.ring_noise is None:
             out.append(self.distributed)
         return out
 
@@ -131,7 +152,10 @@ class DPFedAvg:
             self.lost = m - summed
             fixed = mean.astype(np.float64) * (summed / self.expected)
         if self.distributed is None:
-            fixed = CentralGaussianNoise(self.noise_multiplier, self.clip_norm, self.expected)(fixed, ctx)
+            central = CentralGaussianNoise(
+                self.noise_multiplier, self.clip_norm, self.expected, self.simulation
+            )
+            fixed = central(fixed, ctx)
         return fixed.astype(np.float32)
 
     def record(self, reported: int) -> dict[str, float]:

@@ -71,7 +71,7 @@ class Simulation:
             from deai.privacy.dp.dpsgd import ExampleLevelDPSGD
 
             gradient_fn = ExampleLevelDPSGD(
-                pv.example_clip_norm, pv.example_noise_multiplier, cfg.strategy.batch_size
+                pv.example_clip_norm, pv.example_noise_multiplier, cfg.strategy.batch_size, pv.simulation
             )
         # class counts are one task-level histogram (in a deployment, summed under secure aggregation)
         self.strategy: Strategy = build_strategy(
@@ -129,7 +129,10 @@ class Simulation:
             asynchronous=cfg.participation.async_buffer is not None,
             # an omniscient attack reads every honest row of the round: train the round in one call
             chunk_parties=fed.num_parties if adversary is not None else CHUNK_PARTIES,
+            ring_noise=None if self.dp is None else self.dp.ring_noise,
         )
+        if self.dp is not None and self.dp.ring_noise is not None:
+            self.strategy.aggregator.noise_headroom = self.dp.ring_noise.headroom()
         # -- the server side ----------------------------------------------------------------------
         control = None
         if self.strategy.control_variates:

@@ -13,14 +13,16 @@ from collections.abc import Mapping
 import numpy as np
 
 from deai.messages import UpdateBatch
+from deai.privacy.dp.mechanisms import RingNoise
 from deai.verify.validation import DIGESTIBLE_NORM, NON_FINITE, NORM_OVERFLOW, row_norms
 
 
 class WithheldUpdates:
     """The round's updates of the parties a program holds, answered only through protocol messages."""
 
-    def __init__(self) -> None:
+    def __init__(self, ring_noise: RingNoise | None = None) -> None:
         self.rows: dict[int, np.ndarray] = {}
+        self.ring_noise = ring_noise  # distributed DP under SecAgg+: each party's own discrete noise share
         self._stages = None
 
     def hold(self, batch: UpdateBatch) -> tuple[UpdateBatch, dict[str, np.ndarray]]:
@@ -49,5 +51,5 @@ class WithheldUpdates:
         if kind == HE_ENCRYPT:
             return encrypt_replies(kind, messages, self.rows)
         if kind == START:
-            self._stages = PartyStages(self.rows)
+            self._stages = PartyStages(self.rows, self.ring_noise)
         return self._stages.answer(kind, messages)

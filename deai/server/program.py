@@ -169,7 +169,10 @@ class ServerProgram:
             sampled = np.sort(pick).astype(np.int64)
             self._in_flight[sampled] = True
         else:
-            sampled = sample_parties(seed, r, self.num_parties, part.fraction, part.count, part.poisson)
+            secure = self.dp is not None and not self.cfg.privacy.simulation
+            sampled = sample_parties(
+                seed, r, self.num_parties, part.fraction, part.count, part.poisson, secure=secure
+            )
         self._task = TrainTask(
             round=r,
             version=self.state.version,

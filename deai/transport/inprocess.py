@@ -22,6 +22,7 @@ from deai.evaluation import EvalCounts
 from deai.messages import Failure, TrainTask, UpdateBatch
 from deai.party.private import WithheldUpdates
 from deai.party.program import PartyProgram
+from deai.privacy.dp.mechanisms import RingNoise
 
 
 class SimulatedClock:
@@ -46,6 +47,7 @@ class InProcessTransport:
         *,
         asynchronous: bool = False,
         chunk_parties: int = CHUNK_PARTIES,
+        ring_noise: RingNoise | None = None,
     ) -> None:
         if chunk_parties < 1:
             raise ValueError(f"chunk_parties must be at least 1; got {chunk_parties}")
@@ -56,7 +58,7 @@ class InProcessTransport:
         self.now = 0.0  # asynchronous mode: the simulated clock, at the last delivered arrival
         self._queue: list[tuple[float, int, UpdateBatch]] = []  # (arrival, sequence, one-row batch)
         self._sequence = 0
-        self.withheld = WithheldUpdates()  # parties' own updates under a private sum
+        self.withheld = WithheldUpdates(ring_noise)  # parties' own updates under a private sum
 
     def dispatch(self, task: TrainTask) -> None:
         c = self.clock

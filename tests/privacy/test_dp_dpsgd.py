@@ -127,15 +127,16 @@ def test_dp_sgd_noise_has_std_z_clip_over_denominator():
     np.testing.assert_allclose(noisy.std(axis=1), [1.5 * 0.4 / 8, 1.5 * 0.4 / 2], rtol=0.02)
 
 
-def test_dp_sgd_noise_is_keyed_by_party_and_step():
+def test_dp_sgd_noise_is_keyed_by_party_and_step_in_simulation_mode_only():
     grad = np.zeros((3, 16), np.float32)
     ids = np.array([4, 8, 15])
-    first = dp_sgd_noise(grad, 1.0, 1.0, 1.0, seed=0, round=1, party_ids=ids, step=0)
-    np.testing.assert_array_equal(
-        first, dp_sgd_noise(grad, 1.0, 1.0, 1.0, seed=0, round=1, party_ids=ids, step=0)
-    )
-    alone = dp_sgd_noise(grad[:1], 1.0, 1.0, 1.0, seed=0, round=1, party_ids=ids[1:2], step=0)
+    keyed = {"seed": 0, "round": 1, "simulation": True}
+    first = dp_sgd_noise(grad, 1.0, 1.0, 1.0, party_ids=ids, step=0, **keyed)
+    np.testing.assert_array_equal(first, dp_sgd_noise(grad, 1.0, 1.0, 1.0, party_ids=ids, step=0, **keyed))
+    alone = dp_sgd_noise(grad[:1], 1.0, 1.0, 1.0, party_ids=ids[1:2], step=0, **keyed)
     np.testing.assert_array_equal(alone[0], first[1])
+    assert not np.array_equal(first, dp_sgd_noise(grad, 1.0, 1.0, 1.0, party_ids=ids, step=1, **keyed))
+    fresh = {"seed": 0, "round": 1, "party_ids": ids, "step": 0}
     assert not np.array_equal(
-        first, dp_sgd_noise(grad, 1.0, 1.0, 1.0, seed=0, round=1, party_ids=ids, step=1)
+        dp_sgd_noise(grad, 1.0, 1.0, 1.0, **fresh), dp_sgd_noise(grad, 1.0, 1.0, 1.0, **fresh)
     )

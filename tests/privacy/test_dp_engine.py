@@ -185,19 +185,23 @@ def test_privacy_with_a_robust_aggregator_is_refused():
         run(make_config(strategy={"aggregator": "median"}, privacy={"mode": "central"}), write=False)
 
 
-def test_distributed_dp_gives_the_same_model_under_secagg_and_under_he():
-    """Two independent private sums (SecAgg+ masks, CKKS ciphertexts) of the same noisy shares agree up to
-    encoding precision; distributed DP without one of them is refused (see test_review_regressions)."""
+@pytest.mark.parametrize("z", [0.0, 0.5])
+def test_distributed_dp_under_secagg_and_under_he_agree(z):
+    """Two independent private sums (SecAgg+ masks, CKKS ciphertexts) of the same clipped updates agree up
+    to encoding precision when no noise is added, and both account the same epsilon; their noise differs
+    (discrete shares after encoding under SecAgg+, lattice shares before encryption under HE).
+    Distributed DP without one of them is refused (see test_review_regressions)."""
     results = {}
     for aggregator, options in (("secagg", {"clip": 1.0}), ("he_ckks", {})):
         cfg = make_config(
             run={"rounds": 3},
             data={"num_parties": 12},
-            privacy={"mode": "distributed", "noise_multiplier": 0.5, "clip_norm": 1.0},
+            privacy={"mode": "distributed", "noise_multiplier": z, "clip_norm": 1.0},
             strategy={"lr": 0.5, "aggregator": aggregator, "aggregator_options": options},
         )
         results[aggregator] = run(cfg, write=False)
-    np.testing.assert_allclose(results["secagg"].params, results["he_ckks"].params, atol=1e-4)
+    if z == 0:
+        np.testing.assert_allclose(results["secagg"].params, results["he_ckks"].params, atol=1e-4)
     assert results["secagg"].history[-1]["epsilon"] == results["he_ckks"].history[-1]["epsilon"]
 
 
@@ -209,12 +213,25 @@ def test_opacus_engine_trains_a_cnn_with_dp_sgd_and_reports_epsilon():
         data={"num_parties": 4, "max_examples": 400},
         model={"kind": "cnn"},
         strategy={"lr": 0.1, "local_epochs": 2},
-        privacy={"example_noise_multiplier": 0.8, "example_clip_norm": 1.0, "example_dp_engine": "opacus"},
+        privacy={
+            "example_noise_multiplier": 0.8,
+            "example_clip_norm": 1.0,
+            "example_dp_engine": "opacus",
+            "simulation": True,
+        },
     )
     r = run(cfg, write=False)
     assert r.rounds == 3 and np.isfinite(r.params).all()
     assert 0 < r.summary()["privacy"]["example_epsilon"] < math.inf
     assert r.history[-1]["mean_local_steps"] > 0
+
+
+def test_opacus_engine_is_refused_outside_simulation_mode():
+    cfg = make_config(
+        model={"kind": "cnn"}, privacy={"example_noise_multiplier": 1.0, "example_dp_engine": "opacus"}
+    )
+    with pytest.raises(ConfigError, match="torchcsprng"):
+        run(cfg, write=False)
 
 
 def test_opacus_engine_needs_a_torch_model():

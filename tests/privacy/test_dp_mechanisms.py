@@ -35,12 +35,14 @@ def test_central_noise_has_std_z_c_over_expected_parties():
     assert stats.kstest(noisy / (z * clip / expected), "norm").pvalue > 1e-4
 
 
-def test_central_noise_is_keyed_by_seed_and_round():
-    mechanism = CentralGaussianNoise(1.0, 1.0, 10)
+def test_central_noise_is_keyed_by_seed_and_round_in_simulation_mode_only():
+    mechanism = CentralGaussianNoise(1.0, 1.0, 10, simulation=True)
     zeros = np.zeros(64, np.float32)
     np.testing.assert_array_equal(mechanism(zeros, ctx(round_=4)), mechanism(zeros, ctx(round_=4)))
     assert not np.array_equal(mechanism(zeros, ctx(round_=4)), mechanism(zeros, ctx(round_=5)))
     assert not np.array_equal(mechanism(zeros, ctx(seed=1)), mechanism(zeros, ctx(seed=2)))
+    secure = CentralGaussianNoise(1.0, 1.0, 10)  # the default: fresh OS entropy every call
+    assert not np.array_equal(secure(zeros, ctx(round_=4)), secure(zeros, ctx(round_=4)))
 
 
 def test_dp_fedavg_divides_by_the_expected_not_the_reported_count():
@@ -55,8 +57,9 @@ def test_dp_fedavg_divides_by_the_expected_not_the_reported_count():
 def test_dp_fedavg_noise_matches_central_noise():
     rng = np.random.default_rng(1)
     updates, _ = ClipByNorm(0.5).apply(rng.normal(size=(4, 1000)).astype(np.float32), None, ctx())
-    out = dp_fedavg_aggregate(updates, 8, 1.5, 0.5, seed=11, round=3)
-    expected = CentralGaussianNoise(1.5, 0.5, 8)(updates.sum(axis=0, dtype=np.float64) / 8, ctx())
+    out = dp_fedavg_aggregate(updates, 8, 1.5, 0.5, seed=11, round=3, simulation=True)
+    central = CentralGaussianNoise(1.5, 0.5, 8, simulation=True)
+    expected = central(updates.sum(axis=0, dtype=np.float64) / 8, ctx(seed=11, round_=3))
     np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-7)
 
 
@@ -93,7 +96,7 @@ def test_distributed_noise_with_dropouts_has_the_stated_effective_multiplier():
 
 
 def test_a_partys_noise_does_not_depend_on_who_else_was_sampled():
-    transform = DistributedGaussianNoise(1.0, 1.0, 5)
+    transform = DistributedGaussianNoise(1.0, 1.0, 5, simulation=True)
     alone, _ = transform.apply(np.zeros((1, 32), np.float32), None, ctx(party_ids=[7]))
     crowd, _ = transform.apply(np.zeros((3, 32), np.float32), None, ctx(party_ids=[3, 7, 9]))
     np.testing.assert_array_equal(alone[0], crowd[1])

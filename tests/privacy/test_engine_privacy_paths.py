@@ -67,7 +67,7 @@ def test_central_noise_on_the_released_average_has_std_zC_over_qN():
         model={"kind": "mlp"},  # 4,810 coordinates: the std is measured to about 1%
         strategy={"lr": 1e-9},
         participation={"fraction": q, "poisson": True},
-        privacy={"mode": "central", "noise_multiplier": z, "clip_norm": clip},
+        privacy={"mode": "central", "noise_multiplier": z, "clip_norm": clip, "simulation": True},
     )
     r = run(cfg, write=False)
     # Seed 3 samples 7 parties, not qN = 10: a denominator of the realized count would show as 10/7.

@@ -124,7 +124,12 @@ def opacus_config(z: float) -> dict:
         data={"num_parties": 2, "max_examples": 200},  # 80 training rows each: 5 Poisson steps of 16
         model={"kind": "cnn"},
         strategy={"lr": LR, "batch_size": BATCH, "local_epochs": 1},
-        privacy={"example_noise_multiplier": z, "example_clip_norm": CLIP, "example_dp_engine": "opacus"},
+        privacy={
+            "example_noise_multiplier": z,
+            "example_clip_norm": CLIP,
+            "example_dp_engine": "opacus",
+            "simulation": True,  # Opacus's noise is keyed torch randomness: simulation only
+        },
     )
 
 

@@ -13,6 +13,7 @@ from deai.privacy.secagg import (
     run_protocol,
     secure_sum,
 )
+from deai.privacy.secagg.errors import PartyAbort
 from deai.privacy.secagg.messages import (
     ADVERTISE_KEYS,
     MASKED_INPUT,
@@ -114,6 +115,9 @@ def test_unmasking_refuses_when_fewer_than_t_neighbours_answer():
         secure_sum(updates, seed=0, round=0, clip=CLIP, dropout_during_unmasking=choose(20, 12))
 
 
+NONCE = "5e" * 16  # tests that craft messages fix the session's nonce (it is fresh in real use)
+
+
 def session_of(updates: np.ndarray, **public) -> bytes:
     """The session id every party derives from the public parameters (seed, round, clip, ...)."""
     return SecAggConfig.create(*updates.shape, clip=CLIP, **public).session
@@ -121,7 +125,7 @@ def session_of(updates: np.ndarray, **public) -> bytes:
 
 def test_a_tampered_share_ciphertext_is_rejected_naming_its_sender():
     updates = make_updates(12, 20)
-    session = session_of(updates, seed=0, round=0)
+    session = session_of(updates, nonce=NONCE, seed=0, round=0)
 
     def flip_a_bit(kind, sender, recipient, payload):
         if kind == SHARE_KEYS and sender == 5:
@@ -132,13 +136,13 @@ def test_a_tampered_share_ciphertext_is_rejected_naming_its_sender():
         return payload
 
     with pytest.raises(AuthenticationError, match="from party 5 failed authentication") as info:
-        secure_sum(updates, seed=0, round=0, clip=CLIP, intercept=flip_a_bit)
+        secure_sum(updates, seed=0, round=0, clip=CLIP, intercept=flip_a_bit, nonce=NONCE)
     assert info.value.sender == 5
 
 
 def test_a_share_redirected_to_another_recipient_is_rejected_naming_its_sender():
     updates = make_updates(12, 20)
-    session = session_of(updates, seed=0, round=0)
+    session = session_of(updates, nonce=NONCE, seed=0, round=0)
 
     def swap_first_two(kind, sender, recipient, payload):
         if kind == SHARE_KEYS and sender == 3:
@@ -150,7 +154,7 @@ def test_a_share_redirected_to_another_recipient_is_rejected_naming_its_sender()
         return payload
 
     with pytest.raises(AuthenticationError) as info:
-        secure_sum(updates, seed=0, round=0, clip=CLIP, intercept=swap_first_two)
+        secure_sum(updates, seed=0, round=0, clip=CLIP, intercept=swap_first_two, nonce=NONCE)
     assert info.value.sender == 3
 
 
@@ -185,12 +189,12 @@ def _malformed(variant: str, payload: bytes, session: bytes) -> bytes:
 )
 def test_a_malformed_masked_input_drops_its_sender_and_the_rest_sums_exactly(variant, reason):
     updates = make_updates(16, 300)
-    session = session_of(updates, seed=4, round=1, modulus_bits=24)
+    session = session_of(updates, nonce=NONCE, seed=4, round=1, modulus_bits=24)
 
     def corrupt(kind, sender, recipient, payload):
         return _malformed(variant, payload, session) if kind == MASKED_INPUT and sender == 2 else payload
 
-    result = secure_sum(updates, seed=4, round=1, clip=CLIP, modulus_bits=24, intercept=corrupt)
+    result = secure_sum(updates, seed=4, round=1, clip=CLIP, modulus_bits=24, intercept=corrupt, nonce=NONCE)
     assert reason in result.rejected[2] and 2 not in result.survivors
     np.testing.assert_array_equal(result.survivors, np.delete(np.arange(16), 2))
     assert_exact_sum(result, updates)
@@ -258,16 +262,22 @@ def _request(cfg, survivors, dropped):
 def test_a_party_refuses_to_reveal_both_secrets_of_one_neighbour():
     cfg, members = _run_until_unmask()
     with pytest.raises(SecAggError, match="both as survivors and as dropped"):
-        members[0].unmask(_request(cfg, [1, 2], [2]))
-    members[1].unmask(_request(cfg, [0, 2], [3]))  # an honest request is answered
+        members[0].unmask(_request(cfg, [1, 2, 3], [2]))
+    members[1].unmask(_request(cfg, [0, 2, 4], [3]))  # an honest request is answered
     with pytest.raises(SecAggError, match="already revealed party 2"):
-        members[1].unmask(_request(cfg, [0], [2]))  # now claims 2 dropped: its mask key would unmask it
+        members[1].unmask(_request(cfg, [0, 4, 5], [2]))  # now claims 2 dropped: its mask key would unmask it
+
+
+def test_a_party_aborts_when_fewer_than_t_survivors_are_listed():
+    cfg, members = _run_until_unmask()  # t = 3 of 5 neighbours
+    with pytest.raises(PartyAbort, match="fewer than t=3"):
+        members[0].unmask(_request(cfg, [1, 2], [3, 4, 5]))
 
 
 def test_signed_keys_verify_and_a_substituted_key_is_rejected_naming_the_party():
     updates = make_updates(10, 50)
-    assert_exact_sum(secure_sum(updates, seed=0, round=0, clip=CLIP, sign=True), updates)
-    session = session_of(updates, seed=0, round=0)
+    assert_exact_sum(secure_sum(updates, seed=0, round=0, clip=CLIP, sign=True, nonce=NONCE), updates)
+    session = session_of(updates, nonce=NONCE, seed=0, round=0)
 
     def substitute_keys(kind, sender, recipient, payload):
         if kind == ADVERTISE_KEYS and sender == 3:
@@ -277,7 +287,7 @@ def test_signed_keys_verify_and_a_substituted_key_is_rejected_naming_the_party()
         return payload
 
     with pytest.raises(AuthenticationError, match="party 3 carry no valid signature") as info:
-        secure_sum(updates, seed=0, round=0, clip=CLIP, sign=True, intercept=substitute_keys)
+        secure_sum(updates, seed=0, round=0, clip=CLIP, sign=True, intercept=substitute_keys, nonce=NONCE)
     assert info.value.sender == 3
 
 

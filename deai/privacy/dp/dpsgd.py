@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from deai.models.base import Model
-from deai.rng import Purpose, key, party_normal
+from deai.privacy.dp.sampling import lattice_gaussian, noise_bits
 
 # Parameter floats per batched loss_grad call: np.repeat(W, B) materializes [P*B, dim], so large
 # rounds are cut into chunks of parties (64 MiB of float32 per chunk).
@@ -132,12 +132,15 @@ def dp_sgd_noise(
     round: int,
     party_ids: np.ndarray,
     step: int,
+    simulation: bool = False,
 ) -> np.ndarray:
     """``grad + N(0, (z clip)^2) / denominator`` per party: the noise step of DP-SGD.
 
     ``grad`` is ``[P, dim]`` from :func:`per_example_clipped_mean_grad` with the same
-    ``denominator``. Party ``p``'s noise is keyed by ``(seed, round, party_ids[p], step)`` through
-    :mod:`deai.rng`, so it does not depend on which other parties train in the same batch.
+    ``denominator``. The noise is discrete Gaussian on a lattice over the clipped *sum*
+    (:func:`~deai.privacy.dp.sampling.lattice_gaussian`), from the OS's CSPRNG; under ``simulation``
+    party ``p``'s noise is keyed by ``(seed, round, party_ids[p], step)``, so it does not depend on which
+    other parties train in the same batch.
     """
     grad = np.asarray(grad)
     if grad.ndim != 2:
@@ -158,10 +161,11 @@ def dp_sgd_noise(
         raise ValueError("denominator is required: the real or expected batch size that grad was divided by")
     if z == 0:
         return grad.copy()
-    stream = key(seed, round, Purpose.NOISE, extra=_STEP_EXTRA_BASE + int(step))
-    noise = party_normal(stream, ids, grad.shape[1]) * (z * clip / denom)[:, None]
+    bits = noise_bits(simulation, seed, round, _STEP_EXTRA_BASE + int(step))
+    summed = np.asarray(grad, dtype=np.float64) * denom[:, None]  # the clipped sum: sensitivity clip
+    noisy = lattice_gaussian(summed, z, clip, ids, bits) / denom[:, None]
     out_dtype = grad.dtype if np.issubdtype(grad.dtype, np.floating) else np.float64
-    return (grad + noise).astype(out_dtype, copy=False)
+    return noisy.astype(out_dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,7 @@ class ExampleLevelDPSGD:
     clip: float
     noise_multiplier: float
     batch_size: int
+    simulation: bool = False
 
     def __call__(
         self,
@@ -196,6 +201,14 @@ class ExampleLevelDPSGD:
             model, W, X, y, mask, self.clip, denominator=denominator
         )
         grad = dp_sgd_noise(
-            grad, self.noise_multiplier, self.clip, denominator, seed, round_, party_ids, step
+            grad,
+            self.noise_multiplier,
+            self.clip,
+            denominator,
+            seed,
+            round_,
+            party_ids,
+            step,
+            self.simulation,
         )
         return loss, grad.astype(np.float32, copy=False)

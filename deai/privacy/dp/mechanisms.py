@@ -9,9 +9,11 @@ McMahan & Ramaswamy 2021, "Differentially Private Learning with Adaptive Clippin
 These mechanisms only draw noise. Each round is one Poisson-subsampled Gaussian mechanism with
 noise multiplier ``z`` and sampling rate ``q``; record it with
 :class:`deai.privacy.dp.accountant.PrivacyAccountant` (``record(z, q)``) — the mechanisms never
-account for themselves. All noise comes from :mod:`deai.rng`, keyed by ``(seed, round, NOISE)``:
-``extra=0`` with real party ids for client-side noise, ``extra=1`` with pseudo-party ids for
-server-side noise, so a resumed run or another backend draws the same noise.
+account for themselves. All noise is discrete Gaussian on a lattice
+(:func:`deai.privacy.dp.sampling.lattice_gaussian`) with bits from the OS's CSPRNG; with
+``simulation=True`` the bits are keyed by ``(seed, round, NOISE)`` instead (``extra=0`` with real
+party ids for client-side noise, ``extra=1`` with pseudo-party ids for server-side noise), so a resumed
+run or another backend draws the same noise, and so could anyone who holds the config.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deai.rng import Purpose, key, party_normal
+from deai.privacy.dp.sampling import discrete_gaussian, noise_bits
+from deai.privacy.dp.sampling import lattice_gaussian as _lattice_gaussian
 from deai.transforms import ClipByNorm, RoundContext
 
 # Pseudo-party ids within the server-side noise stream key(seed, round, NOISE, extra=1): each
@@ -42,10 +45,13 @@ def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> flo
     return v
 
 
-def _server_normal(seed: int, round_: int, pseudo_party: int, n: int) -> np.ndarray:
-    """``[n]`` standard normals for a server-side release, keyed by (seed, round, NOISE, extra=1)."""
-    stream = key(seed, round_, Purpose.NOISE, extra=_SERVER_NOISE_EXTRA)
-    return party_normal(stream, np.array([pseudo_party], dtype=np.int64), n)[0]
+def _server_release(
+    values: np.ndarray, z: float, sensitivity: float, ctx: RoundContext, pseudo_party: int, simulation: bool
+) -> np.ndarray:
+    """``values`` [n] with the server's noise of multiplier ``z`` on ``sensitivity``, as float64."""
+    bits = noise_bits(simulation, ctx.seed, ctx.round, _SERVER_NOISE_EXTRA)
+    rows = np.array([pseudo_party], dtype=np.int64)
+    return _lattice_gaussian(np.asarray(values, dtype=np.float64)[None, :], z, sensitivity, rows, bits)[0]
 
 
 def _check_clipped(updates: np.ndarray, clip_norm: float) -> None:
@@ -74,12 +80,14 @@ class CentralGaussianNoise:
 
     ``__call__(aggregate, ctx)`` expects ``aggregate`` to be that average of clipped updates (see
     :func:`dp_fedavg_aggregate`) and ``ctx`` to carry ``seed`` and ``round``
-    (a :class:`~deai.transforms.RoundContext` does).
+    (a :class:`~deai.transforms.RoundContext` does). The noise is drawn from the OS's CSPRNG unless
+    ``simulation`` (then it is keyed by seed and round, and anyone with the config can remove it).
     """
 
     noise_multiplier: float
     clip_norm: float
     expected_parties: float
+    simulation: bool = False
 
     def __post_init__(self) -> None:
         _check_positive("noise_multiplier", self.noise_multiplier, allow_zero=True)
@@ -97,9 +105,12 @@ class CentralGaussianNoise:
             raise ValueError(f"aggregate must be a [dim] vector, got shape {aggregate.shape}")
         if self.noise_multiplier == 0:
             return aggregate.copy()
-        noise = _server_normal(ctx.seed, ctx.round, _AGGREGATE_NOISE_PARTY, aggregate.shape[0])
+        sensitivity = self.clip_norm / self.expected_parties
+        noisy = _server_release(
+            aggregate, self.noise_multiplier, sensitivity, ctx, _AGGREGATE_NOISE_PARTY, self.simulation
+        )
         out_dtype = aggregate.dtype if np.issubdtype(aggregate.dtype, np.floating) else np.float64
-        return (aggregate + self.stddev * noise).astype(out_dtype, copy=False)
+        return noisy.astype(out_dtype, copy=False)
 
 
 def dp_fedavg_aggregate(
@@ -109,6 +120,7 @@ def dp_fedavg_aggregate(
     clip_norm: float,
     seed: int,
     round: int,
+    simulation: bool = False,
 ) -> np.ndarray:
     """DP-FedAvg's server step: ``sum_i Delta_i / (q N) + N(0, (z C / (q N))^2)`` as a ``[dim]`` vector.
 
@@ -120,7 +132,7 @@ def dp_fedavg_aggregate(
     u = np.asarray(updates_clipped)
     if u.ndim != 2:
         raise ValueError(f"updates_clipped must be a [parties, dim] matrix, got shape {u.shape}")
-    mechanism = CentralGaussianNoise(noise_multiplier, clip_norm, expected_parties)
+    mechanism = CentralGaussianNoise(noise_multiplier, clip_norm, expected_parties, simulation)
     _check_clipped(u, mechanism.clip_norm)
     mean = u.sum(axis=0, dtype=np.float64) / mechanism.expected_parties
     out_dtype = u.dtype if np.issubdtype(u.dtype, np.floating) else np.float64
@@ -143,13 +155,17 @@ class DistributedGaussianNoise:
     If only ``m < n`` parties survive to the sum, the noise has variance ``(z C)^2 m / n``: the
     round's effective noise multiplier is ``z * sqrt(m / n)`` (:meth:`effective_noise_multiplier`),
     and that, not ``z``, is what must be recorded with the accountant. Plan ``n`` with dropouts in
-    mind (or over-provision ``z``). Each party's share is keyed by its own id, so it does not
-    depend on who else was sampled.
+    mind (or over-provision ``z``). Each party draws its share from the OS's CSPRNG (keyed by its own id
+    under ``simulation``, so it does not depend on who else was sampled).
+
+    Under SecAgg+ this continuous-valued share is not used: each party adds a discrete Gaussian to its
+    *encoded* update instead (:func:`ring_noise_sigma`), so rounding and the ring come before the noise.
     """
 
     noise_multiplier: float
     clip_norm: float
     parties_per_round: int
+    simulation: bool = False
 
     def __post_init__(self) -> None:
         _check_positive("noise_multiplier", self.noise_multiplier, allow_zero=True)
@@ -182,9 +198,82 @@ class DistributedGaussianNoise:
             )
         if self.noise_multiplier == 0:
             return updates, None
-        stream = key(ctx.seed, ctx.round, Purpose.NOISE)
-        noise = party_normal(stream, ids, updates.shape[1])
-        return (updates + self.stddev * noise).astype(updates.dtype, copy=False), None
+        bits = noise_bits(self.simulation, ctx.seed, ctx.round)
+        share = self.clip_norm / math.sqrt(self.parties_per_round)  # z * share = this party's std
+        noisy = _lattice_gaussian(updates, self.noise_multiplier, share, ids, bits)
+        return noisy.astype(updates.dtype, copy=False), None
+
+
+# ---------------------------------------------------------------------------- distributed discrete noise
+# Kairouz, Liu and Steinke 2021, Thm. 1: the sum of n discrete Gaussians N_Z(0, s^2) is within
+# tau = 10 sum_{k<n} exp(-2 pi^2 s^2 k / (k+1)) of N_Z(0, n s^2) in the sense of concentrated DP; the
+# shares are refused when the resulting slack (tau * dim) would be above this.
+MAX_DDG_SLACK = 1e-12
+
+
+def ring_noise_sigma(
+    noise_multiplier: float, clip_norm: float, parties_per_round: int, weight: float, scale: float, dim: int
+) -> float:
+    """The std, in ring units, of one party's discrete Gaussian share under SecAgg+.
+
+    A party sends ``rint(weight * x * scale)`` with ``||x|| <= clip_norm``; rounding moves it by at most
+    ``sqrt(dim)`` in L2, so its sensitivity in the ring is ``weight * clip_norm * scale + sqrt(dim)``. Each
+    of the ``n = parties_per_round`` planned parties adds ``z / sqrt(n)`` times that, so ``m`` surviving
+    shares sum to multiplier ``z sqrt(m / n)`` on that sensitivity: what the accountant records, as for
+    the continuous shares. Every input is public, so each party computes its own share's size.
+    """
+    sensitivity = float(weight) * float(clip_norm) * float(scale) + math.sqrt(int(dim))
+    sigma = float(noise_multiplier) * sensitivity / math.sqrt(int(parties_per_round))
+    n = int(parties_per_round)
+    if sigma > 0 and ddg_slack(sigma, n, dim) > MAX_DDG_SLACK:
+        raise ValueError(
+            f"each party's discrete Gaussian share (std {sigma:.3g} ring units) is too coarse for "
+            f"{n} shares to sum to a discrete Gaussian; raise the SecAgg+ modulus_bits or noise_multiplier"
+        )
+    return sigma
+
+
+@dataclass(frozen=True)
+class RingNoise:
+    """A party's distributed-DP share under SecAgg+: a discrete Gaussian added to its encoded update.
+
+    The distributed discrete Gaussian of Kairouz, Liu and Steinke 2021: each party clips its update
+    to L2 norm ``C``, the SecAgg+ encoding rounds it into the ring, and the party adds
+    ``N_Z(0, sigma^2)`` with ``sigma`` from :func:`ring_noise_sigma`; the server only ever decodes the
+    sum, whose noise is the sum of the surviving shares. Bits come from the OS's CSPRNG, or keyed by
+    ``(seed, round, NOISE)`` and the party's id under ``simulation``.
+    """
+
+    noise_multiplier: float
+    clip_norm: float
+    parties_per_round: int
+    simulation: bool = False
+    seed: int = 0
+
+    def draw(self, party_id: int, round_: int, weight: float, scale: float, dim: int) -> np.ndarray | None:
+        """``[dim]`` int64 share of party ``party_id`` for a session with this weight and ring scale."""
+        if self.noise_multiplier == 0:
+            return None
+        sigma = ring_noise_sigma(
+            self.noise_multiplier, self.clip_norm, self.parties_per_round, weight, scale, dim
+        )
+        bits = noise_bits(self.simulation, self.seed, round_)
+        return discrete_gaussian(sigma, np.array([int(party_id)], dtype=np.int64), dim, bits)[0]
+
+    def headroom(self) -> float:
+        """How much wider than ``C`` the ring must be per party for the shares' sum not to wrap.
+
+        The sum of ``n`` shares has std ``z (C + ...)`` per coordinate; 12 of those above the ``n C`` that
+        the updates can reach leaves a wrap probability under 1e-32 per coordinate.
+        """
+        return 1.0 + 12.0 * float(self.noise_multiplier) / math.sqrt(self.parties_per_round) + 1e-3
+
+
+def ddg_slack(sigma: float, parties: int, dim: int) -> float:
+    """``tau * dim`` of Kairouz, Liu and Steinke 2021 (Thm. 1) for ``parties`` shares of std ``sigma``."""
+    k = np.arange(1, max(int(parties), 1), dtype=np.float64)
+    tau = 10.0 * float(np.exp(-2.0 * math.pi**2 * float(sigma) ** 2 * k / (k + 1.0)).sum())
+    return tau * int(dim)
 
 
 # ---------------------------------------------------------------------------- adaptive clipping
@@ -225,10 +314,10 @@ class AdaptiveClipping:
     clipped_count_stddev:
         ``sigma_b``; ``None`` means the paper's ``m / 20``.
 
-    State (``init()``): ``{"clip_norm": float64 scalar array}``. Noise draws use the server stream
-    ``key(seed, round, NOISE, extra=1)``: pseudo-party 0 for the average (as
-    :class:`CentralGaussianNoise`), 1 for the count. Under secure aggregation both would need
-    distributed noise; this class is the central version.
+    State (``init()``): ``{"clip_norm": float64 scalar array}``. Noise is drawn as by
+    :class:`CentralGaussianNoise` (the OS's CSPRNG; under ``simulation`` the keyed server stream,
+    pseudo-party 0 for the average, 1 for the count). Under secure aggregation both would need
+    distributed noise; this class is the central version, refused with SecAgg+ and HE.
     """
 
     initial_clip_norm: float
@@ -237,6 +326,7 @@ class AdaptiveClipping:
     target_quantile: float = 0.5
     learning_rate: float = 0.2
     clipped_count_stddev: float | None = None
+    simulation: bool = False
 
     def __post_init__(self) -> None:
         _check_positive("initial_clip_norm", self.initial_clip_norm)
@@ -292,9 +382,12 @@ class AdaptiveClipping:
         """``b~``: the private estimate of the fraction of updates at or under the clip norm."""
         b = np.asarray(unclipped, dtype=np.float64)
         total = float((b - 0.5).sum())
-        if self.count_stddev > 0:
-            total += self.count_stddev * float(
-                _server_normal(ctx.seed, ctx.round, _CLIPPED_COUNT_NOISE_PARTY, 1)[0]
+        if self.count_stddev > 0:  # sensitivity 1/2, noise sigma_b: multiplier 2 sigma_b
+            count = np.array([total])
+            total = float(
+                _server_release(
+                    count, 2.0 * self.count_stddev, 0.5, ctx, _CLIPPED_COUNT_NOISE_PARTY, self.simulation
+                )[0]
             )
         return float(np.clip(total / float(self.expected_parties) + 0.5, 0.0, 1.0))
 
@@ -317,6 +410,12 @@ class AdaptiveClipping:
         c = self._clip_norm(state)
         clipped, unclipped = self.clip(updates, state, ctx)
         aggregate = dp_fedavg_aggregate(
-            clipped, self.expected_parties, self.update_noise_multiplier, c, ctx.seed, ctx.round
+            clipped,
+            self.expected_parties,
+            self.update_noise_multiplier,
+            c,
+            ctx.seed,
+            ctx.round,
+            self.simulation,
         )
         return aggregate, self.next_state(state, unclipped, ctx)

@@ -14,18 +14,24 @@ Covered: an honest-but-curious server (follows the protocol, reads everything it
 possibly colluding with fewer than t of any honest party's k neighbours. It learns nothing
 beyond the sum of the honest survivors' inputs, provided the honest parties stay connected in
 the graph, which Bell et al. show holds with high probability for k = O(log n) when the corrupt
-set is chosen before the public graph seed is drawn. Parties refuse to reveal both secrets of
-one neighbour, which keeps a dropped party's input private when the server asks for its mask
-key. The associated data of every share ciphertext binds the session (graph seed, round and
-all parameters), sender and recipient, so a relayed share cannot be altered, redirected or
-replayed into another round without the recipient naming the sender in an
-``AuthenticationError``.
+set is chosen before the graph is drawn (it comes from a fresh nonce in each session, so nobody can
+predict it from the config). Parties refuse to reveal both secrets of one neighbour, which keeps a
+dropped party's input private when the server asks for its mask key; the threshold must satisfy
+t > k/2, so that a server announcing a party as surviving to some neighbours and as dropped to
+others cannot collect t shares of both its secrets; and a party aborts when fewer than t of its
+neighbours' shares are relayed or fewer than t of them are listed as survivors. The associated
+data of every share ciphertext binds the session (graph seed, nonce, round and all parameters),
+sender and recipient, so a relayed share cannot be altered, redirected or replayed into another
+round or run without the recipient naming the sender in an ``AuthenticationError``.
+
+With signed keys (``sign=True``; in a deployment, each party's identity key), the session also
+runs Bonawitz et al.'s ConsistencyCheck: every survivor signs the survivor set U3, and a party
+unmasks only if at least t of its neighbours signed the same U3 and its request agrees with it. A
+server that substitutes keys or tells parties different survivor sets is then caught by name.
 
 Not covered:
-- An actively malicious server. Bonawitz et al.'s ConsistencyCheck round and a PKI binding the
-  advertised keys to identities are omitted (key signatures are optional: ``sign=True``); a
-  server that lies about who dropped, or substitutes keys without signatures, can unmask a
-  victim.
+- An actively malicious server *without signed keys*: it can substitute keys (a man in the
+  middle between neighbours). Signatures need identities bound to keys (the ledger issue's PKI).
 - Malicious parties' *inputs*. A party may mask any ring element; nothing bounds its
   contribution (no range proofs), so secure aggregation gives no Byzantine robustness.
 - The sum itself, and differences of sums across rounds with different participants: these
@@ -42,8 +48,9 @@ Sound:
   coordinate's sensitivity); weighted means with public weights (``SecureAggregator``);
 - local DP (each party noises its own update enough on its own): post-processing;
 - distributed DP with *discrete* noise added to the encoded integers (distributed discrete
-  Gaussian, Kairouz et al. 2021; Skellam, Agarwal et al. 2021), the accountant using the
-  smallest number of survivors the round accepts, since dropouts take their noise with them;
+  Gaussian, Kairouz et al. 2021: what ``privacy.mode = "distributed"`` does under SecAgg+,
+  :class:`deai.privacy.dp.mechanisms.RingNoise`), the accountant using the number of shares that
+  reached the sum, since dropouts take their noise with them;
 - central DP added by the server after decoding: protects the released model, not the inputs
   against the server.
 Unsound:

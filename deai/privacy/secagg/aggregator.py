@@ -8,6 +8,7 @@ al. 2017; Bell et al. 2020) and divides by the survivors' total weight. This is 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 
@@ -70,16 +71,22 @@ class SecureAggregator:
         self.neighbours = neighbours
         self.modulus_bits = modulus_bits
         self.dropout_after_masking = float(dropout_after_masking)
+        # > 1 when parties add distributed-DP shares to their encoded inputs: room in the ring for them
+        self.noise_headroom = 1.0
         self.last_result: SecAggResult | None = None
 
     def session_params(self, n: int, dim: int, round_: int, max_scale: float) -> dict[str, object]:
-        """The public parameters of round ``round_``'s session, as every party rebuilds them."""
+        """The public parameters of round ``round_``'s session, as every party rebuilds them.
+
+        A fresh nonce makes each session (and its neighbour graph) new, even for a rerun of the same config.
+        """
         return {
             "n_parties": n,
             "dim": dim,
             "seed": self.seed,
             "round": round_,
-            "clip": self.clip * max_scale,
+            "nonce": os.urandom(16).hex(),
+            "clip": self.clip * max_scale * self.noise_headroom,
             "threshold_fraction": self.threshold_fraction,
             "neighbours": self.neighbours,
             "modulus_bits": self.modulus_bits,

@@ -71,12 +71,18 @@ class FixedPoint:
         """Largest |decoded sum - sum of clipped inputs| from rounding alone."""
         return n_parties / (2.0 * self.scale)
 
-    def encode(self, values: np.ndarray) -> np.ndarray:
-        """Clip, scale, round and reduce mod R; finite input only."""
+    def encode(self, values: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+        """Clip, scale, round, add the integer ``noise`` (a DP share, in ring units), reduce mod R.
+
+        The noise comes after rounding, so the ring carries exactly ``rint(x * scale) + noise``: the sum
+        of the shares is what the distributed discrete Gaussian's analysis assumes (nothing clips it).
+        """
         x = np.asarray(values, dtype=np.float64)
         if not np.all(np.isfinite(x)):
             raise ValueError("cannot encode non-finite values (NaN or inf) for secure aggregation")
         q = np.rint(np.clip(x, -self.clip, self.clip) * self.scale).astype(np.int64)
+        if noise is not None:
+            q = q + np.asarray(noise, dtype=np.int64)
         ring = q.view(np.uint64) & np.uint64(self.word_mask)  # two's complement, then mod R
         return ring.astype(self.dtype)
 

@@ -18,3 +18,10 @@ class AuthenticationError(SecAggError):
         super().__init__(message)
         self.sender = sender
         self.recipient = recipient
+
+
+class PartyAbort(SecAggError):
+    """A party leaves the session because the server's message would weaken its guarantees.
+
+    The party sends nothing more; the server sees it as dropped out (and the round fails if too few remain).
+    """

@@ -3,8 +3,9 @@
 Each party exchanges keys, shares and pairwise masks only with its k neighbours instead of all
 n - 1 other parties, so per-party work and traffic are O(k + dim) rather than O(n + dim). The
 graph is a Harary graph H(k, n), a ring where each node links to its k/2 nearest nodes on either
-side, with parties placed on the ring by a random permutation drawn from a public seed: a random
-k-regular graph that everyone (server included) recomputes identically. Bell et al. analyse
+side, with parties placed on the ring by a random permutation drawn from the session's public seed and
+fresh nonce: a random k-regular graph that everyone (server included) recomputes identically, and
+that nobody can predict before the session opens. Bell et al. analyse
 random graphs of degree O(log n). For n <= k + 1 it is the complete graph, i.e. the original
 protocol of Bonawitz et al. (CCS 2017).
 
@@ -45,14 +46,15 @@ def effective_degree(n_parties: int, neighbours: int | None) -> int:
     return min(n_parties - 1, k + (k % 2))
 
 
-def harary_graph(n_parties: int, degree: int, *, seed: int, round: int) -> list[np.ndarray]:
+def harary_graph(n_parties: int, degree: int, *, seed: int | list[int], round: int) -> list[np.ndarray]:
     """Sorted int64 neighbour arrays, one per party, of the randomly labelled Harary graph."""
     if degree >= n_parties - 1:
         everyone = np.arange(n_parties, dtype=np.int64)
         return [np.delete(everyone, u) for u in range(n_parties)]
     if degree % 2:
         raise ValueError(f"a sparse Harary graph needs an even degree; got {degree}")
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(round), _GRAPH_STREAM]))
+    words = [int(w) for w in seed] if isinstance(seed, list) else [int(seed)]
+    rng = np.random.default_rng(np.random.SeedSequence([*words, int(round), _GRAPH_STREAM]))
     ring = rng.permutation(n_parties)  # ring[i] is the party at ring position i
     position = np.empty(n_parties, dtype=np.int64)
     position[ring] = np.arange(n_parties)

@@ -28,6 +28,8 @@ KEY_BOOK = "key_book"  # server -> party: its neighbours' public keys
 SHARE_KEYS = "share_keys"  # party -> server (round 1): encrypted shares, one per neighbour
 RELAYED_SHARES = "relayed_shares"  # server -> party: ciphertexts addressed to it
 MASKED_INPUT = "masked_input"  # party -> server (round 2)
+CONSISTENCY_REQUEST = "consistency_request"  # server -> party (signed sessions): the survivor set U3
+CONSISTENCY_RESPONSE = "consistency_response"  # party -> server: its signature on U3
 UNMASK_REQUEST = "unmask_request"  # server -> party: who survived, who dropped
 UNMASK_RESPONSE = "unmask_response"  # party -> server (round 3): b-shares / s-key shares
 

@@ -11,7 +11,11 @@ Bell et al. (CCS 2020):
    associated data = session, sender, recipient).
 2. ``masked_input``: y_u = encode(x_u) + PRG(b_u) + sum_v +-PRG(s_uv) mod R over the neighbours
    whose shares arrived (+ when u < v, - when u > v, so each pair cancels in the sum).
-3. ``unmask``: b-shares of surviving neighbours, s-key shares of dropped ones; never both kinds
+3. ``sign_survivors`` (sessions with signing keys only): the consistency check of Bonawitz et al.
+   2017 (round 3): the party signs the survivor set U3 the server announces, and later unmasks only
+   if at least t of its neighbours signed that same set, so the server cannot show different
+   parties different survivors.
+4. ``unmask``: b-shares of surviving neighbours, s-key shares of dropped ones; never both kinds
    for the same neighbour, across any number of requests.
 
 Secrets live only in this object; nothing leaves it except the returned byte strings.
@@ -29,9 +33,11 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from deai.privacy.secagg import crypto, shamir
 from deai.privacy.secagg.config import SECRET_ELEMENTS, SecAggConfig
-from deai.privacy.secagg.errors import AuthenticationError, MalformedMessageError, SecAggError
+from deai.privacy.secagg.errors import AuthenticationError, MalformedMessageError, PartyAbort, SecAggError
 from deai.privacy.secagg.messages import (
     ADVERTISE_KEYS,
+    CONSISTENCY_REQUEST,
+    CONSISTENCY_RESPONSE,
     KEY_BOOK,
     MASKED_INPUT,
     RELAYED_SHARES,
@@ -60,6 +66,11 @@ def share_aad(session: bytes, sender: int, recipient: int) -> bytes:
 def key_statement(session: bytes, party: int, public_keys: bytes) -> bytes:
     """The bytes a party signs when it advertises its keys."""
     return b"deai-secagg/advertise" + session + struct.pack("<I", party) + public_keys
+
+
+def survivors_statement(session: bytes, survivors: list[int]) -> bytes:
+    """The bytes a party signs in the consistency check: the session's survivor set U3."""
+    return b"deai-secagg/consistency" + session + struct.pack(f"<{len(survivors)}I", *survivors)
 
 
 def mask_sign(u: int, v: int) -> int:
@@ -103,6 +114,8 @@ class SecAggParty:
         self._held_shares: dict[int, np.ndarray] = {}  # neighbour -> its uint32 share for us
         self._self_seed = b""
         self._revealed: dict[int, str] = {}  # neighbour -> "b" or "s": what we already gave out
+        self._mask_peers: list[int] = []  # the neighbours whose shares were relayed: whom we masked with
+        self._signed_survivors: list[int] | None = None  # U3 as this party signed it
         self._step = 0
 
     # -- round 0 ---------------------------------------------------------------------------
@@ -161,8 +174,15 @@ class SecAggParty:
         )
 
     # -- round 2 ---------------------------------------------------------------------------
-    def masked_input(self, relayed_shares: bytes, update: np.ndarray) -> bytes:
-        """Decrypt the neighbours' shares, then mask and send the fixed-point encoded ``update``."""
+    def masked_input(
+        self, relayed_shares: bytes, update: np.ndarray, noise: np.ndarray | None = None
+    ) -> bytes:
+        """Decrypt the neighbours' shares, then mask and send the fixed-point encoded ``update``.
+
+        ``noise`` (int64, ring units) is the party's distributed-DP share, added after encoding. A party
+        refuses to go on when fewer than t of its neighbours' shares were relayed: its mask would then
+        rest on too few parties for the threshold to mean anything.
+        """
         self._advance(2)
         cfg = self.config
         update = np.asarray(update)
@@ -175,6 +195,11 @@ class SecAggParty:
             raise SecAggError(f"party {self.id}: relayed shares come from parties outside its key book")
         if len(blob) != len(senders) * CIPHERTEXT_BYTES:
             raise MalformedMessageError(f"party {self.id}: relayed ciphertexts have the wrong total length")
+        if len(senders) < cfg.threshold:
+            raise PartyAbort(
+                f"party {self.id} aborts: the server relayed shares from {len(senders)} neighbours, fewer "
+                f"than t={cfg.threshold}"
+            )
         for j, u in enumerate(senders):
             ciphertext = blob[j * CIPHERTEXT_BYTES : (j + 1) * CIPHERTEXT_BYTES]
             try:
@@ -192,9 +217,10 @@ class SecAggParty:
             if np.any(share >= shamir.PRIME):
                 raise SecAggError(f"party {self.id}: party {u} sent a share outside the Shamir field")
             self._held_shares[u] = share
+        self._mask_peers = list(senders)
 
         enc = cfg.encoding
-        masked = enc.encode(update)
+        masked = enc.encode(update, noise)
         scratch = crypto.prg_scratch(cfg.dim, enc.dtype)
         masked += crypto.prg_words(self._self_seed, cfg.dim, enc.dtype, scratch)
         for v in senders:
@@ -207,7 +233,51 @@ class SecAggParty:
         fields = {"dtype": enc.dtype.str, "length": cfg.dim}
         return pack(Message(MASKED_INPUT, self.id, cfg.session, fields, {"data": masked.tobytes()}))
 
-    # -- round 3 ---------------------------------------------------------------------------
+    # -- round 3 (signed sessions) -----------------------------------------------------------
+    def sign_survivors(self, request: bytes) -> bytes:
+        """Sign the survivor set U3 the server announces (once per session; it must include this party)."""
+        if self._step != 3 or self._signed_survivors is not None:
+            raise SecAggError(f"party {self.id}: consistency check out of order")
+        if self._signing_key is None:
+            raise SecAggError(f"party {self.id} has no signing key for the consistency check")
+        cfg = self.config
+        req = unpack(request, kind=CONSISTENCY_REQUEST, session=cfg.session, sender=SERVER)
+        u3 = req.int_list("u3")
+        if u3 != sorted(set(u3)) or self.id not in u3 or len(u3) < cfg.threshold:
+            raise PartyAbort(f"party {self.id} aborts: the announced survivor set is malformed or too small")
+        self._signed_survivors = u3
+        signature = crypto.sign(self._signing_key, survivors_statement(cfg.session, u3))
+        return pack(Message(CONSISTENCY_RESPONSE, self.id, cfg.session, {}, {"signature": signature}))
+
+    def _check_consistency(self, req: Message, survivors: list[int], dropped: list[int]) -> None:
+        """Unmask only for the U3 this party signed, if t neighbours signed the same, and as it implies."""
+        cfg = self.config
+        u3 = req.int_list("u3")
+        if self._signed_survivors is None or u3 != self._signed_survivors:
+            raise PartyAbort(f"party {self.id} aborts: the unmask request names another survivor set")
+        signers = req.int_list("signers")
+        blob = req.blob("signatures")
+        size = crypto.SIGNATURE_BYTES
+        if len(blob) != len(signers) * size or len(set(signers)) != len(signers):
+            raise PartyAbort(f"party {self.id} aborts: malformed consistency signatures")
+        statement = survivors_statement(cfg.session, u3)
+        valid = 0
+        for j, v in enumerate(signers):
+            key = (self._verify_keys or {}).get(v)
+            ok = key is not None and v in self._mask_peers and v in u3
+            valid += bool(ok and crypto.verify(key, bytes(blob[j * size : (j + 1) * size]), statement))
+        if valid < cfg.threshold:
+            raise PartyAbort(
+                f"party {self.id} aborts: {valid} of its neighbours signed the survivor set, fewer than "
+                f"t={cfg.threshold}"
+            )
+        members = set(u3)
+        if survivors != [u for u in self._mask_peers if u in members] or dropped != [
+            u for u in self._mask_peers if u not in members
+        ]:
+            raise PartyAbort(f"party {self.id} aborts: the unmask request contradicts the signed survivors")
+
+    # -- round 4 ---------------------------------------------------------------------------
     def unmask(self, request: bytes) -> bytes:
         """Reveal b-shares of the announced survivors and s-key shares of the announced dropouts.
 
@@ -221,6 +291,13 @@ class SecAggParty:
         cfg = self.config
         req = unpack(request, kind=UNMASK_REQUEST, session=cfg.session, sender=SERVER)
         survivors, dropped = req.int_list("survivors"), req.int_list("dropped")
+        if self._verify_keys is not None:
+            self._check_consistency(req, survivors, dropped)
+        if len(set(survivors)) < cfg.threshold:
+            raise PartyAbort(
+                f"party {self.id} refuses to unmask: only {len(set(survivors))} of its neighbours are listed "
+                f"as survivors, fewer than t={cfg.threshold}"
+            )
         if set(survivors) & set(dropped):
             raise SecAggError(
                 f"party {self.id} refuses to unmask: parties {sorted(set(survivors) & set(dropped))} are "

@@ -10,16 +10,21 @@ server only ever sees masked inputs and the shares needed to remove the masks of
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
+from deai.privacy.dp.mechanisms import RingNoise
 from deai.privacy.secagg.config import SecAggConfig
-from deai.privacy.secagg.messages import KEY_BOOK, RELAYED_SHARES, UNMASK_REQUEST
+from deai.privacy.secagg.errors import PartyAbort
+from deai.privacy.secagg.messages import CONSISTENCY_REQUEST, KEY_BOOK, RELAYED_SHARES, UNMASK_REQUEST
 from deai.privacy.secagg.party import SecAggParty
 from deai.privacy.secagg.server import SecAggServer
+
+log = logging.getLogger(__name__)
 
 START = "secagg_start"  # server -> party: the session's public parameters, its index and its scale
 
@@ -48,6 +53,8 @@ def run_server_stages(
     books = step(server.collect_keys, exchange(START, start))
     relays = step(server.relay_shares, exchange(KEY_BOOK, books))
     requests = step(server.collect_masked_inputs, exchange(RELAYED_SHARES, relays))
+    if server.checks_consistency:
+        requests = step(server.check_consistency, exchange(CONSISTENCY_REQUEST, requests))
     return step(server.unmask, exchange(UNMASK_REQUEST, requests))
 
 
@@ -67,16 +74,21 @@ class PartyStages:
 
     ``inputs`` are the parties' own (already transformed) updates, keyed as the messages are. Each party
     clips its update to ``[-party_clip, party_clip]`` per coordinate (when its opening names one) and
-    scales it by its public weight before masking. A session opened with :data:`START` builds its
-    :class:`SecAggConfig` from the public parameters (cached, so a simulator holding many parties
-    derives the graph once).
+    scales it by its public weight before masking. With ``ring_noise`` (distributed DP), each party adds
+    its own discrete Gaussian share to its encoded input, sized from its own DP settings and the
+    session's public encoding (never from a figure the server sends). A session opened with
+    :data:`START` builds its :class:`SecAggConfig` from the public parameters (cached, so a simulator
+    holding many parties derives the graph once). A party that aborts (:class:`PartyAbort`) leaves the
+    session: it answers nothing more, as if it had dropped out.
     """
 
-    def __init__(self, inputs: Mapping[int, np.ndarray]) -> None:
+    def __init__(self, inputs: Mapping[int, np.ndarray], ring_noise: RingNoise | None = None) -> None:
         self.inputs = inputs
+        self.ring_noise = ring_noise
         self.parties: dict[int, SecAggParty] = {}
         self.scales: dict[int, float] = {}
         self.clips: dict[int, float | None] = {}
+        self.aborted: dict[int, str] = {}
         self._configs: dict[str, SecAggConfig] = {}
 
     def open(self, key: int, party: SecAggParty, scale: float = 1.0, clip: float | None = None) -> None:
@@ -86,27 +98,41 @@ class PartyStages:
     def answer(self, kind: str, messages: Mapping[int, bytes]) -> dict[int, bytes]:
         out = {}
         for key, payload in messages.items():
-            if kind == START:
-                if payload:  # an empty opening: the party was built by the caller (see open)
-                    opening = json.loads(payload)
-                    params = opening["params"]
-                    tag = json.dumps(params, sort_keys=True)
-                    if tag not in self._configs:
-                        self._configs[tag] = SecAggConfig.create(**params)
-                    party = SecAggParty(int(opening["index"]), self._configs[tag])
-                    self.open(key, party, float(opening["scale"]), opening.get("party_clip"))
-                out[key] = self.parties[key].advertise_keys()
-            elif key not in self.parties:
-                continue  # not a party of this session (it dropped, or was never in it)
-            elif kind == KEY_BOOK:
-                out[key] = self.parties[key].share_keys(payload)
-            elif kind == RELAYED_SHARES:
-                row, clip = np.asarray(self.inputs[key], dtype=np.float64), self.clips[key]
-                if clip is not None:
-                    row = np.clip(row, -clip, clip)
-                out[key] = self.parties[key].masked_input(payload, row * self.scales[key])
-            elif kind == UNMASK_REQUEST:
-                out[key] = self.parties[key].unmask(payload)
-            else:
-                raise ValueError(f"unknown secure-aggregation stage {kind!r}")
+            if kind != START and key not in self.parties:
+                continue  # not a party of this session (it dropped, aborted, or was never in it)
+            try:
+                out[key] = self._answer_one(kind, key, payload)
+            except PartyAbort as exc:
+                log.warning("secure aggregation: %s", exc)
+                self.aborted[key] = str(exc)
+                del self.parties[key]
         return out
+
+    def _answer_one(self, kind: str, key: int, payload: bytes) -> bytes:
+        if kind == START:
+            if payload:  # an empty opening: the party was built by the caller (see open)
+                opening = json.loads(payload)
+                params = opening["params"]
+                tag = json.dumps(params, sort_keys=True)
+                if tag not in self._configs:
+                    self._configs[tag] = SecAggConfig.create(**params)
+                party = SecAggParty(int(opening["index"]), self._configs[tag])
+                self.open(key, party, float(opening["scale"]), opening.get("party_clip"))
+            return self.parties[key].advertise_keys()
+        party = self.parties[key]
+        if kind == KEY_BOOK:
+            return party.share_keys(payload)
+        if kind == RELAYED_SHARES:
+            row, clip = np.asarray(self.inputs[key], dtype=np.float64), self.clips[key]
+            if clip is not None:
+                row = np.clip(row, -clip, clip)
+            noise = None
+            if self.ring_noise is not None:
+                cfg = party.config
+                noise = self.ring_noise.draw(key, cfg.round, self.scales[key], cfg.encoding.scale, cfg.dim)
+            return party.masked_input(payload, row * self.scales[key], noise)
+        if kind == CONSISTENCY_REQUEST:
+            return party.sign_survivors(payload)
+        if kind == UNMASK_REQUEST:
+            return party.unmask(payload)
+        raise ValueError(f"unknown secure-aggregation stage {kind!r}")

@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from deai.privacy.secagg.config import SecAggConfig
 from deai.privacy.secagg.messages import (
     ADVERTISE_KEYS,
+    CONSISTENCY_REQUEST,
+    CONSISTENCY_RESPONSE,
     KEY_BOOK,
     MASKED_INPUT,
     RELAYED_SHARES,
@@ -76,14 +78,17 @@ def secure_sum(
     dropout_during_unmasking: np.ndarray | None = None,
     sign: bool = False,
     intercept: Interceptor | None = None,
+    nonce: str | None = None,
 ) -> SecAggResult:
     """Sum the rows of ``updates`` with SecAgg+ among ``P`` simulated parties.
 
     Parameters
     ----------
     updates : ``[P, dim]`` floats; row u is party u's input, clipped to ``[-clip, clip]``.
-    seed, round : public; they fix the communication graph and the session id. All secrets
-        come from the OS CSPRNG, yet the decoded sum is deterministic (masks cancel exactly).
+    seed, round : public; with a fresh ``nonce`` they fix the communication graph and the session id.
+        All secrets come from the OS CSPRNG, yet the decoded sum is deterministic (masks cancel exactly).
+    nonce : 32 hex digits bound into the session; fresh from the OS unless given (a test that crafts
+        messages for a known session passes one).
     clip : per-coordinate clipping range; with ``P`` and ``modulus_bits`` it fixes the scale.
     threshold_fraction : t = floor(threshold_fraction * k) + 1 shares open a party's secrets.
     neighbours : degree k of the graph (default ``2 * ceil(2 * log2 P)``; complete if >= P - 1).
@@ -121,6 +126,7 @@ def secure_sum(
         threshold_fraction=threshold_fraction,
         neighbours=neighbours,
         modulus_bits=modulus_bits,
+        nonce=nonce,
     )
     dropouts = {
         SHARE_KEYS: _party_mask("dropout_before_masking", dropout_before_masking, n),
@@ -178,6 +184,7 @@ def run_protocol(
     timings: dict[str, float] = {}
     replies = {START: ADVERTISE_KEYS, KEY_BOOK: SHARE_KEYS, RELAYED_SHARES: MASKED_INPUT}
     replies[UNMASK_REQUEST] = UNMASK_RESPONSE
+    replies[CONSISTENCY_REQUEST] = CONSISTENCY_RESPONSE
 
     def exchange(kind: str, messages: Mapping[int, bytes]) -> dict[int, bytes]:
         nonlocal server_bytes

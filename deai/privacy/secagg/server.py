@@ -8,7 +8,10 @@ individual masked or unmasked input is ever kept.
 
 Sets follow the paper: U1 parties whose keys were advertised, U2 parties whose shares were
 relayed, U3 parties whose masked input arrived well-formed (the survivors, whose inputs the sum
-contains). A party that misbehaves at a step (unparseable message, wrong recipients, wrong
+contains). When parties sign their keys, the server also runs the consistency check of Bonawitz et
+al. (their round 3): it announces U3, collects each survivor's signature on it and forwards them
+with the unmask requests, so no party unmasks for a survivor set its neighbours did not all see.
+A party that misbehaves at a step (unparseable message, wrong recipients, wrong
 length, dtype or range) is dropped from the round and recorded in ``rejected``; it never crashes
 the round. The round aborts with :class:`SecAggError` only when it cannot finish safely.
 """
@@ -27,6 +30,8 @@ from deai.privacy.secagg.config import SECRET_ELEMENTS, SecAggConfig
 from deai.privacy.secagg.errors import MalformedMessageError, SecAggError
 from deai.privacy.secagg.messages import (
     ADVERTISE_KEYS,
+    CONSISTENCY_REQUEST,
+    CONSISTENCY_RESPONSE,
     KEY_BOOK,
     MASKED_INPUT,
     RELAYED_SHARES,
@@ -71,7 +76,13 @@ class SecAggServer:
         self._u2: frozenset[int] = frozenset()
         self._u3: frozenset[int] = frozenset()
         self._masked_sum: np.ndarray | None = None
+        self._unmask_fields: dict[int, dict[str, list[int]]] = {}
         self._step = 0
+
+    @property
+    def checks_consistency(self) -> bool:
+        """Whether this session runs the consistency check (its parties signed their keys)."""
+        return bool(self._signatures)
 
     # -- round 0: AdvertiseKeys ------------------------------------------------------------
     def collect_keys(self, messages: Mapping[int, bytes]) -> dict[int, bytes]:
@@ -174,12 +185,45 @@ class SecAggServer:
                 f"only {len(self._u3)} masked inputs arrived; unmasking fewer than max(2, t={cfg.threshold}) "
                 "would expose too small an aggregate"
             )
-        requests = {}
         for v in sorted(self._u3):
             survivors = [u for u in self._mask_peers[v] if u in self._u3]
             dropped = [u for u in self._mask_peers[v] if u not in self._u3]
-            fields = {"survivors": survivors, "dropped": dropped}
-            requests[v] = pack(Message(UNMASK_REQUEST, SERVER, cfg.session, fields, {}))
+            self._unmask_fields[v] = {"survivors": survivors, "dropped": dropped}
+        if self.checks_consistency:
+            fields = {"u3": sorted(self._u3)}
+            return {
+                v: pack(Message(CONSISTENCY_REQUEST, SERVER, cfg.session, fields, {})) for v in fields["u3"]
+            }
+        return {
+            v: pack(Message(UNMASK_REQUEST, SERVER, cfg.session, f, {}))
+            for v, f in self._unmask_fields.items()
+        }
+
+    # -- round 3 (signed sessions): ConsistencyCheck -------------------------------------------
+    def check_consistency(self, messages: Mapping[int, bytes]) -> dict[int, bytes]:
+        """Forward to each survivor its neighbours' signatures on U3, with its unmask request."""
+        self._advance(3)
+        cfg = self.config
+        signatures: dict[int, bytes] = {}
+        for v, data in messages.items():
+            try:
+                self._expect_member(v, self._u3, "masked input")
+                msg = unpack(data, kind=CONSISTENCY_RESPONSE, session=cfg.session, sender=v)
+                signature = bytes(msg.blob("signature"))
+                if len(signature) != crypto.SIGNATURE_BYTES:
+                    raise MalformedMessageError(
+                        f"party {v}'s consistency signature has {len(signature)} bytes"
+                    )
+            except MalformedMessageError as exc:
+                self._reject(v, str(exc))
+                continue
+            signatures[v] = signature
+        requests = {}
+        for v in sorted(signatures):
+            signers = [u for u in self._mask_peers[v] if u in signatures]
+            fields = {**self._unmask_fields[v], "u3": sorted(self._u3), "signers": signers}
+            blobs = {"signatures": b"".join(signatures[u] for u in signers)}
+            requests[v] = pack(Message(UNMASK_REQUEST, SERVER, cfg.session, fields, blobs))
         return requests
 
     # -- round 3: Unmasking ----------------------------------------------------------------
@@ -188,7 +232,7 @@ class SecAggServer:
 
         Raises ``SecAggError`` naming the party if fewer than t of its neighbours answered.
         """
-        self._advance(3)
+        self._advance(4 if self.checks_consistency else 3)
         cfg, enc = self.config, self.config.encoding
         assert self._masked_sum is not None
         b_shares: dict[int, list[tuple[int, np.ndarray]]] = {u: [] for u in self._u3}
