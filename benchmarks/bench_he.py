@@ -68,13 +68,13 @@ def bench(
         aggregate_s = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        total = decrypt_sum(result.sum_payload, owner)
+        total = decrypt_sum(result.sum_payload, owner, summed=parties)
         decrypt_s = time.perf_counter() - t0
 
         committee = KeyCommittee.deal(3, params=params)
         committee_sum = encrypt_update(updates[0], committee.public_context)
         t0 = time.perf_counter()
-        decrypt_sum(committee_sum, committee)
+        decrypt_sum(committee_sum, committee, summed=1)
         committee_decrypt_s = time.perf_counter() - t0
 
         run = {

@@ -10,6 +10,7 @@ from deai.aggregate.base import RoundContext  # noqa: E402
 from deai.privacy.he import CKKSParams, HEAggregator  # noqa: E402
 
 ATOL = 1e-6  # a weighted mean of values in [-1, 1]; CKKS error ~1e-8 (see test_he_vectors.py)
+EXACT = {"flooding_bits": 0}  # the arithmetic tests: flooding only at the size of the error bound
 
 
 def _round(parties=5, dim=5000, seed=0):
@@ -30,7 +31,7 @@ def _round(parties=5, dim=5000, seed=0):
 )
 def test_mean_equals_the_plaintext_weighted_mean(kwargs):
     updates, weights, ctx = _round()
-    aggregate = HEAggregator(**kwargs)
+    aggregate = HEAggregator(**kwargs, **EXACT)
     out = aggregate(updates, weights, ctx)
     assert aggregate.name == "he_ckks"
     assert out.dtype == np.float32 and out.shape == (5000,)
@@ -38,6 +39,21 @@ def test_mean_equals_the_plaintext_weighted_mean(kwargs):
         out, np.average(updates.astype(np.float64), axis=0, weights=weights), atol=ATOL
     )
     assert ctx.signals["he_included"].all()
+
+
+def test_every_release_is_flooded_with_noise_of_the_documented_size():
+    """Li and Micciancio 2021: an exact CKKS decryption leaks the key; the key holder floods each release."""
+    from deai.privacy.he.keys import FLOODING_BITS, decryption_error_bound
+
+    updates, weights, ctx = _round(parties=5, dim=20_000)
+    exact = np.average(updates.astype(np.float64), axis=0, weights=weights)
+    out = HEAggregator()(updates, weights, ctx).astype(np.float64)
+    sigma = 2.0**FLOODING_BITS * decryption_error_bound(CKKSParams(), 5) / weights.sum()
+    assert (out - exact).std() == pytest.approx(sigma, rel=0.05)
+    again = HEAggregator()(updates, weights, ctx).astype(np.float64)
+    assert np.corrcoef(out - exact, again - exact)[0, 1] < 0.05  # fresh flooding each release
+    with pytest.raises(ValueError, match="flooding_bits"):
+        HEAggregator(flooding_bits=-1)
 
 
 def test_stats_report_packing_sizes_and_times():
@@ -62,7 +78,7 @@ def test_a_party_with_a_bad_ciphertext_is_left_out_of_the_mean(monkeypatch):
         return payload[:-100] if weight == weights[1] else payload
 
     monkeypatch.setattr(he_aggregator, "encrypt_update", encrypt_with_one_broken_party)
-    aggregate = HEAggregator()
+    aggregate = HEAggregator(**EXACT)
     out = aggregate(updates, weights, ctx)
     keep = [0, 2, 3]
     expected = np.average(updates[keep].astype(np.float64), axis=0, weights=weights[keep])
@@ -74,7 +90,7 @@ def test_a_party_with_a_bad_ciphertext_is_left_out_of_the_mean(monkeypatch):
 def test_a_party_with_a_non_finite_update_is_left_out_of_the_mean():
     updates, weights, ctx = _round(parties=3, dim=50)
     updates[2, 7] = np.nan
-    aggregate = HEAggregator()
+    aggregate = HEAggregator(**EXACT)
     out = aggregate(updates, weights, ctx)
     expected = np.average(updates[:2].astype(np.float64), axis=0, weights=weights[:2])
     np.testing.assert_allclose(out, expected, atol=ATOL)

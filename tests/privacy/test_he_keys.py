@@ -13,7 +13,6 @@ from deai.privacy.he import (  # noqa: E402
     KeyShare,
     aggregate_ciphertexts,
     combine_secret,
-    decrypt_sum,
     encrypt_update,
     make_secret_context,
     split_secret,
@@ -42,7 +41,7 @@ def xor_committee():
 def test_all_n_members_together_decrypt_the_sum(xor_committee):
     assert xor_committee.scheme == "xor"
     payload, truth = _encrypted_sum(xor_committee)
-    np.testing.assert_allclose(decrypt_sum(payload, xor_committee), truth, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(xor_committee.decrypt_sum(payload), truth, rtol=0, atol=ATOL)
 
 
 def test_a_single_members_share_cannot_decrypt(xor_committee):

@@ -16,7 +16,6 @@ from deai.privacy.he import (  # noqa: E402
     EncryptedVector,
     KeyOwner,
     aggregate_ciphertexts,
-    decrypt_sum,
     decrypt_vector,
     encrypt_update,
 )
@@ -42,7 +41,7 @@ def test_decrypted_sum_equals_the_plaintext_weighted_sum(owner):
     }
     result = aggregate_ciphertexts(payloads, owner.public_context, dim=5000)
     truth = (updates.astype(np.float64) * weights[:, None]).sum(axis=0)
-    np.testing.assert_allclose(decrypt_sum(result.sum_payload, owner), truth, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(owner.decrypt_sum(result.sum_payload), truth, rtol=0, atol=ATOL)
     assert result.included == [11, 12, 13, 14] and result.rejected == {}
 
 
@@ -116,7 +115,7 @@ def test_a_bad_ciphertext_is_rejected_naming_the_sender_and_the_rest_still_sums(
     assert message in str(error)
     assert "party 2" in caplog.text
     truth = updates[[0, 2]].astype(np.float64).sum(axis=0)
-    np.testing.assert_allclose(decrypt_sum(result.sum_payload, owner), truth, rtol=0, atol=ATOL)
+    np.testing.assert_allclose(owner.decrypt_sum(result.sum_payload), truth, rtol=0, atol=ATOL)
 
 
 def test_aggregating_with_every_party_rejected_raises_with_their_names(owner):
@@ -128,4 +127,4 @@ def test_a_sum_from_another_key_is_not_decrypted(owner):
     stranger = KeyOwner()
     payload = encrypt_update(np.ones(10), stranger.public_context)
     with pytest.raises(ValueError, match="different public context"):
-        decrypt_sum(payload, owner)
+        owner.decrypt_sum(payload)

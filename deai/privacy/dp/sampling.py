@@ -121,14 +121,13 @@ def discrete_gaussian(sigma: float, rows: np.ndarray, dim: int, bits: RandomBits
     return out
 
 
-def lattice_step(sigma: float) -> float:
-    """The lattice spacing ``g`` for noise of std ``sigma``: the power of two with ``sigma / g`` near 2^40."""
-    return 2.0 ** (math.floor(math.log2(float(sigma))) - _LATTICE_SIGMA_BITS)
-
-
-def snapping_slack(sigma: float, dim: int) -> float:
-    """How far snapping ``dim`` coordinates to the lattice can move an L2 sensitivity: ``g sqrt(dim)``."""
-    return lattice_step(sigma) * math.sqrt(int(dim))
+def lattice_step(sigma: float, max_abs: float = 0.0) -> float:
+    """The lattice spacing ``g`` for noise of std ``sigma``: the power of two with ``sigma / g`` near 2^40,
+    coarser when needed for ``max_abs / g`` to stay an exact int64 (below 2^61)."""
+    fine = math.floor(math.log2(float(sigma))) - _LATTICE_SIGMA_BITS
+    if max_abs > 0:
+        fine = max(fine, math.ceil(math.log2(float(max_abs))) - 61)
+    return 2.0**fine
 
 
 def lattice_gaussian(
@@ -136,18 +135,17 @@ def lattice_gaussian(
 ) -> np.ndarray:
     """``values`` [P, dim] released with discrete Gaussian noise on a lattice (float64, lattice points).
 
-    The noise std is ``z (sensitivity + g sqrt(dim))``: ``z`` times the sensitivity of the snapped
-    values, so recording ``z`` with the accountant stays exact.
+    The noise std is ``z (sensitivity + 2 g sqrt(dim))``: ``z`` times a bound on the sensitivity of the
+    snapped values, so recording ``z`` with the accountant stays exact.
     """
     x = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        raise ValueError("cannot release non-finite values; reject or clip them first")
     z, dim = float(noise_multiplier), x.shape[1]
-    base = z * float(sensitivity)
-    g = lattice_step(base)
+    max_abs = float(np.abs(x).max(initial=0.0))
+    g = lattice_step(z * float(sensitivity), max_abs)
     sigma = z * (float(sensitivity) + 2.0 * g * math.sqrt(dim))  # nearest rounding: <= g per coordinate
-    g = lattice_step(sigma)
+    g = lattice_step(sigma, max_abs)
     sigma = z * (float(sensitivity) + 2.0 * g * math.sqrt(dim))
-    snapped = np.rint(x / g)
-    if not np.all(np.abs(snapped) < 2.0**62):
-        raise ValueError("values too large for the noise lattice; clip the updates first")
-    k = snapped.astype(np.int64) + discrete_gaussian(sigma / g, rows, dim, bits)
-    return k.astype(np.float64) * g
+    snapped = np.rint(x / g).astype(np.int64)
+    return (snapped + discrete_gaussian(sigma / g, rows, dim, bits)).astype(np.float64) * g
