@@ -253,6 +253,11 @@ class PrivacySection(_Strict):
     example_dp_engine: Literal["vectorized", "opacus"] = Field(
         "vectorized", description="per-example clipping in deai's batched trainer, or Opacus per party (cnn)"
     )
+    party_budget_epsilon: float | None = Field(
+        None,
+        gt=0,
+        description="each party's own epsilon limit (no sampling amplification): it declines rounds past it",
+    )
     simulation: bool = Field(
         False,
         description="key DP noise and Poisson sampling by (seed, round, party) so the run is reproducible "
@@ -310,6 +315,11 @@ class ExperimentConfig(_Strict):
             raise ValueError(
                 "privacy.example_dp_engine 'opacus' needs privacy.example_noise_multiplier "
                 "and model.kind 'cnn'"
+            )
+        if pv.party_budget_epsilon is not None and pv.mode == "none":
+            raise ValueError(
+                "privacy.party_budget_epsilon counts the epsilon of user-level DP rounds: set privacy.mode "
+                "'central' or 'distributed', or remove it"
             )
         if pv.example_dp_engine == "opacus" and not pv.simulation:
             raise ValueError(

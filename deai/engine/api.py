@@ -271,6 +271,13 @@ def _privacy_summary(cfg: ExperimentConfig, sim: Simulation) -> dict[str, Any] |
             sampling_rate=sim.dp.q,
             accountant=cfg.privacy.accountant,
         )
+        if sim.party.budget is not None:  # each party's own count: no sampling amplification
+            spent = sim.party.spent_epsilon()
+            out.update(
+                party_budget_epsilon=cfg.privacy.party_budget_epsilon,
+                party_epsilon_max=float(spent.max(initial=0.0)),
+                party_max_rounds=sim.party.budget.max_rounds,
+            )
     example = sim.example_epsilon()
     if example is not None:
         out.update(example_epsilon=example, example_noise_multiplier=cfg.privacy.example_noise_multiplier)

@@ -26,6 +26,7 @@ from deai.evaluation import evaluate
 from deai.messages import RoundRecord
 from deai.models.base import Model
 from deai.party import PartyProgram, PartyShards
+from deai.party.budget import PartyBudget
 from deai.rng import Purpose
 from deai.server import ServerControl, ServerProgram
 from deai.server.registry import PartyRegistry
@@ -117,6 +118,7 @@ class Simulation:
             backend="opacus" if opacus else cfg.run.backend,
             workers=cfg.run.workers,
             example_dp=(pv.example_noise_multiplier, pv.example_clip_norm) if opacus else None,
+            budget=self._party_budget(),
         )
         self.speeds = party_speeds(seed, fed.num_parties, cfg.participation.speed_sigma)
         self.planned = planned_steps(fed.train_sizes, self.strategy.local)
@@ -158,6 +160,13 @@ class Simulation:
         )
         self.state = SimulationState(self.server)
         self.observer = GroundTruthObserver(self.malicious)
+
+    def _party_budget(self) -> PartyBudget | None:
+        """Each party's own epsilon limit, at the task's noise multiplier (after any calibration)."""
+        pv = self.cfg.privacy
+        if pv.party_budget_epsilon is None or self.dp is None:
+            return None
+        return PartyBudget(pv.party_budget_epsilon, self.dp.noise_multiplier, pv.delta, pv.accountant)
 
     def _registry(self) -> PartyRegistry:
         """The parties by name; anonymous dense names if the data set's names are not unique."""

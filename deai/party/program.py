@@ -16,6 +16,7 @@ from deai.evaluation import EvalCounts, evaluation_counts
 from deai.messages import TrainTask, UpdateBatch
 from deai.models.base import Model
 from deai.party.backends import Backend, TrainJob, make_backend
+from deai.party.budget import PartyBudget
 from deai.party.data import PartyShards
 from deai.train import LocalSpec, train_parties
 from deai.train.scaffold import party_control_update
@@ -44,8 +45,10 @@ class PartyProgram:
         backend: str = "vectorized",
         workers: int = 1,
         example_dp: tuple[float, float] | None = None,
+        budget: PartyBudget | None = None,
     ) -> None:
         self.model, self.shards = model, shards
+        self.budget = budget  # each party's own epsilon limit (privacy.party_budget_epsilon)
         self.transforms = transforms if transforms is not None else chain()
         self._transform_state = self.transforms.init(model.layout.dim)
         self.backend_name, self.workers, self.example_dp = backend, workers, example_dp
@@ -74,12 +77,27 @@ class PartyProgram:
             self._backend.close()
             self._backend = None
 
+    def declines(self, party_ids: np.ndarray) -> np.ndarray:
+        """The ids among ``party_ids`` that refuse to train: one more round would pass their own budget."""
+        party_ids = np.asarray(party_ids, dtype=np.int64)
+        if self.budget is None or not len(party_ids):
+            return np.zeros(0, dtype=np.int64)
+        return party_ids[self.budget.refuses(self.trained_rounds[self.shards.local(party_ids)])]
+
+    def spent_epsilon(self) -> np.ndarray:
+        """``[held parties]`` epsilon each has spent by its own count (all zero without a party budget)."""
+        if self.budget is None:
+            return np.zeros(len(self.trained_rounds))
+        return np.array([self.budget.spent(int(k)) for k in self.trained_rounds])
+
     def train(
         self, task: TrainTask, party_ids: np.ndarray, step_budget: np.ndarray | None = None
     ) -> UpdateBatch:
         """Train ``party_ids`` (held here) from the task's model; ``step_budget`` caps steps (a deadline)."""
         party_ids = np.asarray(party_ids, dtype=np.int64)
         local = self.shards.local(party_ids)
+        if len(self.declines(party_ids)):
+            raise ValueError("a party asked to train past its own privacy budget; ask declines() first")
         correction = None
         if self.c_parties is not None:
             if task.control is None:

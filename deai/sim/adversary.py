@@ -78,5 +78,8 @@ class AdversarialParties:
     def evaluate(self, params: np.ndarray) -> EvalCounts:
         return self.party.evaluate(params)
 
+    def declines(self, party_ids: np.ndarray) -> np.ndarray:
+        return self.party.declines(party_ids)
+
     def close(self) -> None:
         self.party.close()

@@ -20,6 +20,7 @@ import numpy as np
 from deai.engine.participation import simulate_arrivals
 from deai.evaluation import EvalCounts
 from deai.messages import Failure, TrainTask, UpdateBatch
+from deai.party.budget import REFUSED
 from deai.party.private import WithheldUpdates
 from deai.party.program import PartyProgram
 from deai.privacy.dp.mechanisms import RingNoise
@@ -78,6 +79,12 @@ class InProcessTransport:
             out.append(Failure(a.dropped, "dropout"))
         if len(a.late):
             out.append(Failure(a.late, "deadline"))
+        declined = self.party.declines(a.parties)
+        if len(declined):  # each party enforces its own privacy budget, whatever the server asked
+            out.append(Failure(declined, REFUSED))
+            keep = ~np.isin(a.parties, declined)
+            a.parties, a.times, a.cut_short = a.parties[keep], a.times[keep], a.cut_short[keep]
+            a.step_budget = None if a.step_budget is None else a.step_budget[keep]
         self._work = []
         if len(a.parties) and self.asynchronous:
             # each party trains now on the model it was sent; its update waits for its arrival time
