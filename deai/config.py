@@ -207,6 +207,7 @@ AttackKind = Literal[
     "backdoor",
     "free_rider",
     "sybil",
+    "canary",
 ]
 ATTACK_NAMES: tuple[str, ...] = get_args(AttackKind)[1:]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from deai.attacks.alie import ALIE, alie_z
 from deai.attacks.backdoor import Backdoor, apply_trigger, backdoor_success_rate
 from deai.attacks.base import Attack, RoundContext
+from deai.attacks.canary import Canary
 from deai.attacks.free_rider import FreeRider
 from deai.attacks.gaussian import Gaussian
 from deai.attacks.ipm import IPM
@@ -26,7 +27,7 @@ from deai.checks import check_options
 
 ATTACKS: dict[str, type] = {
     cls.name: cls
-    for cls in (LabelFlip, SignFlip, Gaussian, ALIE, IPM, MinMax, MinSum, Backdoor, FreeRider, Sybil)
+    for cls in (LabelFlip, SignFlip, Gaussian, ALIE, IPM, MinMax, MinSum, Backdoor, FreeRider, Sybil, Canary)
 }
 
 
@@ -45,6 +46,7 @@ def make_attack(name: str, **options: object) -> Attack:
 __all__ = [
     "ALIE",
     "ATTACKS",
+    "Canary",
     "IPM",
     "Attack",
     "RoundContext",

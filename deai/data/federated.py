@@ -6,6 +6,7 @@ of parties into padded batches with a few vectorized index operations.
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import warnings
 from dataclasses import dataclass
@@ -62,6 +63,29 @@ class FederatedData:
                 )
             if offsets[0] != 0 or offsets[-1] != len(x) or np.any(np.diff(offsets) < 0):
                 raise ValueError(f"{split}_offsets must rise from 0 to {len(x)}")
+
+    def subset(self, parties: np.ndarray) -> FederatedData:
+        """The federation of ``parties`` only (in the order given), with the same evaluation rows."""
+        ids = np.asarray(parties, dtype=np.int64)
+
+        def rows(x: np.ndarray, y: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, ...]:
+            idx = [np.arange(offsets[p], offsets[p + 1]) for p in ids]
+            flat = np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64)
+            new_offsets = np.concatenate([[0], np.cumsum([len(i) for i in idx])]).astype(offsets.dtype)
+            return x[flat], y[flat], new_offsets
+
+        x_tr, y_tr, o_tr = rows(self.x_train, self.y_train, self.train_offsets)
+        x_te, y_te, o_te = rows(self.x_test, self.y_test, self.test_offsets)
+        return dataclasses.replace(
+            self,
+            x_train=x_tr,
+            y_train=y_tr,
+            train_offsets=o_tr,
+            x_test=x_te,
+            y_test=y_te,
+            test_offsets=o_te,
+            party_names=tuple(self.party_names[p] for p in ids),
+        )
 
     @property
     def num_parties(self) -> int:
