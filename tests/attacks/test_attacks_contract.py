@@ -124,7 +124,7 @@ def test_bad_malicious_mask_is_rejected_with_its_name():
 def test_registry_names_match_class_names():
     assert list(ATTACKS) == [
         "label_flip", "sign_flip", "gaussian", "alie", "ipm",
-        "min_max", "min_sum", "backdoor", "free_rider", "sybil",
+        "min_max", "min_sum", "backdoor", "free_rider", "sybil", "canary",
     ]  # fmt: skip
     assert all(cls.name == name for name, cls in ATTACKS.items())
 
