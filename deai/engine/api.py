@@ -270,6 +270,8 @@ def _privacy_summary(cfg: ExperimentConfig, sim: Simulation) -> dict[str, Any] |
             noise_multiplier=sim.dp.noise_multiplier,
             sampling_rate=sim.dp.q,
             accountant=cfg.privacy.accountant,
+            # keyed noise: epsilon holds against no one who has the config (privacy.simulation)
+            simulation=cfg.privacy.simulation,
         )
         if sim.party.budget is not None:  # each party's own count: no sampling amplification
             spent = sim.party.spent_epsilon()
@@ -287,6 +289,14 @@ def _privacy_summary(cfg: ExperimentConfig, sim: Simulation) -> dict[str, Any] |
 def _warn_ineffective(cfg: ExperimentConfig) -> None:
     for note in ineffective_settings(cfg):
         warnings.warn(note, ConfigWarning, stacklevel=3)
+    pv = cfg.privacy
+    if pv.simulation and (pv.mode != "none" or pv.example_noise_multiplier is not None):
+        warnings.warn(
+            "privacy.simulation = true: DP noise and sampling are keyed by the run's seed, so the reported "
+            "epsilon holds against no one who has this config; remove it for a private run",
+            ConfigWarning,
+            stacklevel=3,
+        )
 
 
 def run(
