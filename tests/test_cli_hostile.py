@@ -124,6 +124,8 @@ def test_ctrl_c_names_the_run_directory_to_resume(tmp_path):
         cwd=tmp_path,
         stderr=subprocess.PIPE,
         text=True,
+        # a shell's background job inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         wait_for_rounds(out / "metrics.jsonl", 3)

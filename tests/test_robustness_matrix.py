@@ -246,7 +246,13 @@ def _interrupted_cli_matrix(tmp_path: Path, sig: int) -> tuple[list[str], subpro
     argv = ["robustness", "--config", _toml(tmp_path, cfg), "--attacks", "sign_flip,alie"]
     argv += ["--defences", "mean,median,krum", "--byzantine-fraction", str(FRACTION), "--jobs", "2"]
     argv += ["--out", str(tmp_path / "cut")]
-    proc = subprocess.Popen([sys.executable, "-m", "deai.cli", *argv], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deai.cli", *argv],
+        stderr=subprocess.PIPE,
+        text=True,
+        # a shell's background job inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     journal = tmp_path / "cut" / JOURNAL
     deadline = time.monotonic() + 120
     while not (journal.exists() and len(journal.read_text().splitlines()) >= 1 + 3):
