@@ -32,13 +32,12 @@ from pathlib import Path
 import numpy as np
 
 from deai.attacks import choose_malicious
-from deai.attacks.canary import canary_included, canary_scores
 from deai.config import parse_config
 from deai.engine.api import _execute, build_data, build_model
 from deai.engine.simulation import Simulation
 from deai.privacy.audit.lira import lira_metrics, logit_confidence
 from deai.privacy.audit.membership import log_probs
-from deai.privacy.audit.one_run import audit_scores
+from deai.privacy.audit.one_run import audit_canaries
 from deai.privacy.dp.accountant import calibrate_noise_multiplier
 from deai.report.artifacts import write_artifacts
 
@@ -104,8 +103,7 @@ def one_run_for(privacy: dict, canaries: int, guesses: int) -> dict:
     attack = {"kind": "canary", "fraction": canaries / total, "options": {"audit_seed": 7, "norm": CLIP}}
     _, result, start = train(base_config(total, privacy, attack))
     ids = np.flatnonzero(choose_malicious(total, canaries / total, 0))
-    scores = canary_scores(result.params.astype(np.float64) - start, 7, ids)
-    audit = audit_scores(scores, canary_included(7, ids), guesses, DELTA)
+    audit = audit_canaries(result.params.astype(np.float64) - start, 7, ids, guesses, DELTA)
     return {
         "canaries": audit.canaries,
         "guesses": audit.guesses,

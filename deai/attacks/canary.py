@@ -18,7 +18,7 @@ import numpy as np
 
 from deai.attacks._common import AttackBase
 from deai.attacks.base import RoundContext
-from deai.checks import check_positive
+from deai.checks import check_count, check_positive
 from deai.rng import Purpose, key, party_normal, party_uniform
 
 _DIRECTION_EXTRA, _INCLUSION_EXTRA = 0xCA4A, 0xCA4B
@@ -56,9 +56,7 @@ class Canary(AttackBase):
     name = "canary"
 
     def __init__(self, *, audit_seed: int = 0, norm: float = 1.0) -> None:
-        if isinstance(audit_seed, bool) or not isinstance(audit_seed, int):
-            raise ValueError(f"audit_seed must be an integer; got {audit_seed!r}")
-        self.audit_seed, self.norm = audit_seed, check_positive("norm", norm)
+        self.audit_seed, self.norm = check_count("audit_seed", audit_seed), check_positive("norm", norm)
 
     def forge(self, updates: np.ndarray, malicious: np.ndarray, ctx: RoundContext) -> np.ndarray:
         ids = np.asarray(ctx.party_ids)[malicious]

@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from deai.checks import check_positive
 from deai.privacy.dp.accountant import AccountantKind, compute_epsilon
 
 REFUSED = "party privacy budget"  # the reason a party's refusal carries to the server
@@ -25,11 +26,8 @@ class PartyBudget:
     def __init__(
         self, budget_epsilon: float, noise_multiplier: float, delta: float, accountant: AccountantKind = "rdp"
     ) -> None:
-        if not (math.isfinite(budget_epsilon) and budget_epsilon > 0):
-            raise ValueError(
-                f"privacy.party_budget_epsilon must be a finite number > 0; got {budget_epsilon!r}"
-            )
-        self.budget_epsilon, self.noise_multiplier = float(budget_epsilon), float(noise_multiplier)
+        self.budget_epsilon = check_positive("privacy.party_budget_epsilon", budget_epsilon)
+        self.noise_multiplier = float(noise_multiplier)
         self.delta, self.accountant = float(delta), accountant
         self.max_rounds = self._max_rounds()
 

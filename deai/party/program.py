@@ -88,7 +88,8 @@ class PartyProgram:
         """``[held parties]`` epsilon each has spent by its own count (all zero without a party budget)."""
         if self.budget is None:
             return np.zeros(len(self.trained_rounds))
-        return np.array([self.budget.spent(int(k)) for k in self.trained_rounds])
+        counts, where = np.unique(self.trained_rounds, return_inverse=True)  # one accountant call per count
+        return np.array([self.budget.spent(int(k)) for k in counts])[where]
 
     def train(
         self, task: TrainTask, party_ids: np.ndarray, step_budget: np.ndarray | None = None

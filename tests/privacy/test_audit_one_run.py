@@ -15,10 +15,16 @@ from scipy.stats import binom
 
 from deai.attacks import choose_malicious
 from deai.attacks.base import RoundContext
-from deai.attacks.canary import Canary, canary_directions, canary_included, canary_scores
+from deai.attacks.canary import Canary, canary_directions, canary_included
 from deai.engine.api import as_config, build_data, build_model, run
 from deai.privacy.audit.lira import lira_metrics, logit_confidence, tpr_at_fpr
-from deai.privacy.audit.one_run import audit_ceiling, audit_scores, empirical_epsilon, one_run_p_value
+from deai.privacy.audit.one_run import (
+    audit_canaries,
+    audit_ceiling,
+    audit_scores,
+    empirical_epsilon,
+    one_run_p_value,
+)
 from tests.conftest import make_config
 
 
@@ -116,8 +122,7 @@ def canary_audit(noise_multiplier: float) -> tuple[float, float]:
     start = build_model(experiment, build_data(experiment)).init_params(0).astype(np.float64)
     result = run(cfg, write=False)
     ids = np.flatnonzero(choose_malicious(total, canaries / total, 0))
-    scores = canary_scores(result.params.astype(np.float64) - start, 11, ids)
-    audit = audit_scores(scores, canary_included(11, ids), 60, 1e-5)
+    audit = audit_canaries(result.params.astype(np.float64) - start, 11, ids, 60, 1e-5)
     return audit.epsilon_lower_bound, audit.ceiling
 
 

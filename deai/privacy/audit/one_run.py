@@ -24,6 +24,8 @@ from scipy.optimize import brentq
 from scipy.special import expit
 from scipy.stats import binom
 
+from deai.attacks.canary import canary_included, canary_scores
+
 
 def one_run_p_value(canaries: int, guesses: int, correct: int, epsilon: float, delta: float) -> float:
     """The probability, under an (epsilon, delta)-DP mechanism, of at least ``correct`` correct guesses."""
@@ -96,3 +98,19 @@ def audit_scores(
         epsilon_lower_bound=empirical_epsilon(m, 2 * half, correct, delta, significance),
         ceiling=audit_ceiling(m, 2 * half, delta, significance),
     )
+
+
+def audit_canaries(
+    delta_params: np.ndarray,
+    audit_seed: int,
+    canary_ids: np.ndarray,
+    guesses: int,
+    delta: float,
+    significance: float = 0.05,
+) -> OneRunAudit:
+    """The one-run audit of a run with canary clients (:class:`deai.attacks.canary.Canary`).
+
+    ``delta_params`` is the model's total change over the run; ``canary_ids`` the canaries' party ids.
+    """
+    scores = canary_scores(delta_params, audit_seed, canary_ids)
+    return audit_scores(scores, canary_included(audit_seed, canary_ids), guesses, delta, significance)

@@ -18,6 +18,7 @@ run or another backend draws the same noise, and so could anyone who holds the c
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -211,6 +212,7 @@ class DistributedGaussianNoise:
 MAX_DDG_SLACK = 1e-12
 
 
+@functools.lru_cache(maxsize=256)  # same for every party of a session: compute (and check) it once
 def ring_noise_sigma(
     noise_multiplier: float, clip_norm: float, parties_per_round: int, weight: float, scale: float, dim: int
 ) -> float:

@@ -61,7 +61,7 @@ class SystemBits:
 
 
 class KeyedBits:
-    """Simulation only: uniforms keyed by ``(seed, round, purpose, extra)``, the row id and the position.
+    """Simulation only: uniforms keyed by ``(seed, round, NOISE, extra)``, the row id and the position.
 
     A row's draws depend only on its own id, so a resumed run or another backend draws the same noise,
     and so does anyone who holds the config: ``privacy.simulation = true`` claims no privacy.
@@ -69,11 +69,11 @@ class KeyedBits:
 
     secure = False
 
-    def __init__(self, seed: int, round_: int, extra: int = 0, purpose: Purpose = Purpose.NOISE) -> None:
-        self.seed, self.round, self.extra, self.purpose = int(seed), int(round_), int(extra), purpose
+    def __init__(self, seed: int, round_: int, extra: int = 0) -> None:
+        self.seed, self.round, self.extra = int(seed), int(round_), int(extra)
 
     def uniform(self, rows: np.ndarray, positions: np.ndarray, draw: int) -> np.ndarray:
-        stream = key(self.seed, self.round, self.purpose, (self.extra << 16) + int(draw))
+        stream = key(self.seed, self.round, Purpose.NOISE, (self.extra << 16) + int(draw))
         return row_uniform(stream, rows, positions)
 
 
@@ -98,7 +98,7 @@ def discrete_gaussian(sigma: float, rows: np.ndarray, dim: int, bits: RandomBits
     sigma = float(sigma)
     if not (math.isfinite(sigma) and 0 < sigma <= _MAX_SIGMA):
         raise ValueError(f"sigma must be a finite number in (0, 2^47], got {sigma!r}")
-    rows = np.asarray(rows, dtype=np.int64)
+    rows, width = np.asarray(rows, dtype=np.int64), max(int(dim), 1)
     out = np.zeros((len(rows), int(dim)), dtype=np.int64)
     flat = out.reshape(-1)
     pending = np.arange(flat.size, dtype=np.int64)
@@ -106,7 +106,7 @@ def discrete_gaussian(sigma: float, rows: np.ndarray, dim: int, bits: RandomBits
     shift, two_var = sigma * sigma / t, 2.0 * sigma * sigma
     attempt = 0
     while pending.size:
-        r, pos = rows[pending // max(int(dim), 1)], pending % max(int(dim), 1)
+        r, pos = rows[pending // width], pending % width
         u_mag = 1.0 - bits.uniform(r, pos, 3 * attempt)  # (0, 1]
         u_sign = bits.uniform(r, pos, 3 * attempt + 1)
         u_acc = bits.uniform(r, pos, 3 * attempt + 2)
@@ -142,10 +142,7 @@ def lattice_gaussian(
     if not np.all(np.isfinite(x)):
         raise ValueError("cannot release non-finite values; reject or clip them first")
     z, dim = float(noise_multiplier), x.shape[1]
-    max_abs = float(np.abs(x).max(initial=0.0))
-    g = lattice_step(z * float(sensitivity), max_abs)
+    g = lattice_step(z * float(sensitivity), float(np.abs(x).max(initial=0.0)))
     sigma = z * (float(sensitivity) + 2.0 * g * math.sqrt(dim))  # nearest rounding: <= g per coordinate
-    g = lattice_step(sigma, max_abs)
-    sigma = z * (float(sensitivity) + 2.0 * g * math.sqrt(dim))
     snapped = np.rint(x / g).astype(np.int64)
     return (snapped + discrete_gaussian(sigma / g, rows, dim, bits)).astype(np.float64) * g

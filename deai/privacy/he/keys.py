@@ -40,6 +40,7 @@ from typing import Protocol
 import numpy as np
 import tenseal as ts
 
+from deai.checks import check_count
 from deai.privacy.dp.sampling import SystemBits, lattice_gaussian
 from deai.privacy.he.context import CKKSParams, PublicContext, make_secret_context
 from deai.privacy.he.vectors import decrypt_vector
@@ -70,7 +71,8 @@ def decryption_error_bound(params: CKKSParams, ciphertexts_summed: int) -> float
 
 
 def check_flooding_bits(bits: int) -> int:
-    if isinstance(bits, bool) or not isinstance(bits, int | np.integer) or not 0 <= bits <= 40:
+    """An integer in [0, 40]: beyond 40 bits the flooding would swamp every value CKKS can hold."""
+    if check_count("flooding_bits", bits) > 40:
         raise ValueError(f"flooding_bits must be an integer in [0, 40]; got {bits!r}")
     return int(bits)
 

@@ -88,7 +88,6 @@ class PartyStages:
         self.parties: dict[int, SecAggParty] = {}
         self.scales: dict[int, float] = {}
         self.clips: dict[int, float | None] = {}
-        self.aborted: dict[int, str] = {}
         self._configs: dict[str, SecAggConfig] = {}
 
     def open(self, key: int, party: SecAggParty, scale: float = 1.0, clip: float | None = None) -> None:
@@ -104,7 +103,6 @@ class PartyStages:
                 out[key] = self._answer_one(kind, key, payload)
             except PartyAbort as exc:
                 log.warning("secure aggregation: %s", exc)
-                self.aborted[key] = str(exc)
                 del self.parties[key]
         return out
 

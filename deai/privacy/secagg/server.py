@@ -19,8 +19,9 @@ the round. The round aborts with :class:`SecAggError` only when it cannot finish
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
+from typing import TypeVar
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -52,6 +53,7 @@ from deai.privacy.secagg.party import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class SecAggServer:
@@ -129,22 +131,19 @@ class SecAggServer:
         """Check each party addressed exactly its key book, then forward ciphertexts to recipients."""
         self._advance(1)
         cfg = self.config
-        ciphertexts: dict[int, memoryview] = {}
-        for u, data in messages.items():
-            try:
-                self._expect_member(u, self._u1, "key exchange")
-                msg = unpack(data, kind=SHARE_KEYS, session=cfg.session, sender=u)
-                if msg.int_list("recipients") != self._book[u]:
-                    raise MalformedMessageError(
-                        f"party {u} addressed shares to parties other than its neighbours"
-                    )
-                blob = msg.blob("ciphertexts")
-                if len(blob) != len(self._book[u]) * CIPHERTEXT_BYTES:
-                    raise MalformedMessageError(f"party {u}'s share ciphertexts have the wrong total length")
-            except MalformedMessageError as exc:
-                self._reject(u, str(exc))
-                continue
-            ciphertexts[u] = blob
+
+        def parse(u: int, data: bytes) -> memoryview:
+            msg = unpack(data, kind=SHARE_KEYS, session=cfg.session, sender=u)
+            if msg.int_list("recipients") != self._book[u]:
+                raise MalformedMessageError(
+                    f"party {u} addressed shares to parties other than its neighbours"
+                )
+            blob = msg.blob("ciphertexts")
+            if len(blob) != len(self._book[u]) * CIPHERTEXT_BYTES:
+                raise MalformedMessageError(f"party {u}'s share ciphertexts have the wrong total length")
+            return blob
+
+        ciphertexts = dict(self._valid(messages, self._u1, "key exchange", parse))
         self._u2 = self._prune(
             set(ciphertexts), lambda v, alive: set(self._book[v]) & alive, "share exchange"
         )
@@ -169,13 +168,7 @@ class SecAggServer:
         cfg, enc = self.config, self.config.encoding
         total = np.zeros(cfg.dim, dtype=enc.dtype)
         arrived = []
-        for v, data in messages.items():
-            try:
-                self._expect_member(v, self._u2, "share exchange")
-                masked = self._parse_masked_input(v, data)
-            except MalformedMessageError as exc:
-                self._reject(v, str(exc))
-                continue
+        for v, masked in self._valid(messages, self._u2, "share exchange", self._parse_masked_input):
             total += masked  # wraps mod 2^word; reduced mod R at the end
             arrived.append(v)
         self._masked_sum = total
@@ -204,20 +197,15 @@ class SecAggServer:
         """Forward to each survivor its neighbours' signatures on U3, with its unmask request."""
         self._advance(3)
         cfg = self.config
-        signatures: dict[int, bytes] = {}
-        for v, data in messages.items():
-            try:
-                self._expect_member(v, self._u3, "masked input")
-                msg = unpack(data, kind=CONSISTENCY_RESPONSE, session=cfg.session, sender=v)
-                signature = bytes(msg.blob("signature"))
-                if len(signature) != crypto.SIGNATURE_BYTES:
-                    raise MalformedMessageError(
-                        f"party {v}'s consistency signature has {len(signature)} bytes"
-                    )
-            except MalformedMessageError as exc:
-                self._reject(v, str(exc))
-                continue
-            signatures[v] = signature
+
+        def parse(v: int, data: bytes) -> bytes:
+            msg = unpack(data, kind=CONSISTENCY_RESPONSE, session=cfg.session, sender=v)
+            signature = bytes(msg.blob("signature"))
+            if len(signature) != crypto.SIGNATURE_BYTES:
+                raise MalformedMessageError(f"party {v}'s consistency signature has {len(signature)} bytes")
+            return signature
+
+        signatures = dict(self._valid(messages, self._u3, "masked input", parse))
         requests = {}
         for v in sorted(signatures):
             signers = [u for u in self._mask_peers[v] if u in signatures]
@@ -237,26 +225,19 @@ class SecAggServer:
         assert self._masked_sum is not None
         b_shares: dict[int, list[tuple[int, np.ndarray]]] = {u: [] for u in self._u3}
         s_shares: dict[int, list[tuple[int, np.ndarray]]] = {u: [] for u in self._u2 - self._u3}
-        for v, data in messages.items():
-            try:
-                self._expect_member(v, self._u3, "masked input")
-                msg = unpack(data, kind=UNMASK_RESPONSE, session=cfg.session, sender=v)
-                b_ids, s_ids = msg.int_list("b_ids"), msg.int_list("s_ids")
-                expected_b = [u for u in self._mask_peers[v] if u in self._u3]
-                expected_s = [u for u in self._mask_peers[v] if u not in self._u3]
-                if b_ids != expected_b or s_ids != expected_s:
-                    raise MalformedMessageError(
-                        f"party {v} answered for other parties than it was asked about"
-                    )
-                b_blob, s_blob = msg.blob("b"), msg.blob("s")
-                if (
-                    len(b_blob) != len(b_ids) * HALF_SHARE_BYTES
-                    or len(s_blob) != len(s_ids) * HALF_SHARE_BYTES
-                ):
-                    raise MalformedMessageError(f"party {v}'s shares have the wrong length")
-            except MalformedMessageError as exc:
-                self._reject(v, str(exc))
-                continue
+
+        def parse(v: int, data: bytes) -> tuple[list[int], list[int], memoryview, memoryview]:
+            msg = unpack(data, kind=UNMASK_RESPONSE, session=cfg.session, sender=v)
+            b_ids, s_ids = msg.int_list("b_ids"), msg.int_list("s_ids")
+            asked = self._unmask_fields[v]
+            if b_ids != asked["survivors"] or s_ids != asked["dropped"]:
+                raise MalformedMessageError(f"party {v} answered for other parties than it was asked about")
+            b_blob, s_blob = msg.blob("b"), msg.blob("s")
+            if len(b_blob) != len(b_ids) * HALF_SHARE_BYTES or len(s_blob) != len(s_ids) * HALF_SHARE_BYTES:
+                raise MalformedMessageError(f"party {v}'s shares have the wrong length")
+            return b_ids, s_ids, b_blob, s_blob
+
+        for v, (b_ids, s_ids, b_blob, s_blob) in self._valid(messages, self._u3, "masked input", parse):
             b = np.frombuffer(b_blob, dtype="<u4").reshape(len(b_ids), SECRET_ELEMENTS)
             s = np.frombuffer(s_blob, dtype="<u4").reshape(len(s_ids), SECRET_ELEMENTS)
             for j, u in enumerate(b_ids):
@@ -328,6 +309,24 @@ class SecAggServer:
                 f"party {v}'s masked input has values outside the ring Z_2^{enc.modulus_bits}"
             )
         return masked
+
+    def _valid(
+        self,
+        messages: Mapping[int, bytes],
+        members: frozenset[int],
+        stage: str,
+        parse: Callable[[int, bytes], T],
+    ) -> Iterator[tuple[int, T]]:
+        """``(sender, parse(sender, data))`` for each message from a member that parses; every other sender
+        is dropped from the round with its reason (one at a time, so nothing individual piles up)."""
+        for v, data in messages.items():
+            try:
+                self._expect_member(v, members, stage)
+                parsed = parse(v, data)
+            except MalformedMessageError as exc:
+                self._reject(v, str(exc))
+                continue
+            yield v, parsed
 
     def _recover(self, u: int, shares: list[tuple[int, np.ndarray]], what: str) -> bytes:
         chosen = sorted(shares, key=lambda s: s[0])[: self.config.threshold]
