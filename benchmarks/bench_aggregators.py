@@ -40,6 +40,10 @@ def build_rules(parties: int, byzantine: int, scale: float) -> dict[str, Callabl
         "fltrust": make_robust("fltrust"),
         "foolsgold": make_robust("foolsgold", num_parties=parties),
         "reputation": make_robust("reputation", num_parties=parties),
+        "dnc": make_robust("dnc", f_max=byzantine / parties),
+        "flame": make_robust("flame"),
+        "signguard": make_robust("signguard"),
+        "recommended": make_robust("recommended", f_max=byzantine / parties),
     }
 
 

@@ -196,13 +196,23 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1; got {args.jobs}")
     out = Path(args.out or "runs/robustness")
+    fractions = []
+    for item in str(args.byzantine_fraction).split(","):
+        try:
+            fractions.append(float(item))
+        except ValueError:
+            raise ConfigError(
+                f"--byzantine-fraction: {item!r} is not a number; give fractions like 0.1,0.2,0.3"
+            ) from None
     # Everything checkable is checked here, before the first cell: a bad --out or option costs no compute.
     plan = plan_matrix(
         args.config,
         attacks,
         defences,
-        args.byzantine_fraction,
+        fractions,
         attack_options,
+        f_max=args.f_max,
+        oracle=args.oracle,
         out=out,
         resume=args.resume,
         force=args.force,
@@ -213,7 +223,10 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 
     def on_cell(cell: dict) -> None:
         note = {"ok": "", "not_applicable": " (n/a)", "failed": " (failed)"}.get(cell["status"], "")
-        progress.update(task, advance=1, status=f"{cell['attack']} vs {cell['defence']}{note}")
+        where = f"{cell['attack']} vs {cell['defence']}"
+        if cell["attack"] != "none":
+            where += f" at {100 * cell['fraction']:g}%"
+        progress.update(task, advance=1, status=f"{where}{note}")
 
     try:
         with progress:
@@ -225,6 +238,10 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         if args.defences:
             again += ["--defences", args.defences]
         again += ["--byzantine-fraction", str(args.byzantine_fraction)]
+        if args.f_max is not None:
+            again += ["--f-max", str(args.f_max)]
+        if args.oracle:
+            again += ["--oracle"]
         for item in args.attack_option or []:
             again += ["--attack-option", item]
         again += ["--out", str(out), *(["--jobs", str(args.jobs)] if args.jobs != 1 else []), "--resume"]
@@ -237,7 +254,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         )
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     if args.json:
-        keys = ("attack", "defence", "status", "accuracy", "backdoor_success", "clean_accuracy")
+        keys = ("attack", "defence", "fraction", "status", "accuracy", "backdoor_success", "clean_accuracy")
         rows = [
             {
                 **{k: r[k] for k in (*keys, "malicious_weight_share")},
@@ -245,7 +262,8 @@ def cmd_robustness(args: argparse.Namespace) -> int:
             }
             for r in report["results"]
         ]
-        print(jsonio.dumps({"clean_accuracy": report["clean_accuracy"], "results": rows}))
+        summary = {k: report[k] for k in ("clean_accuracy", "f_max", "oracle", "assumptions", "worst")}
+        print(jsonio.dumps({**summary, "results": rows}))
     counts = report["cells"]
     if counts.get("failed") or counts.get("not_applicable"):
         say(
@@ -368,8 +386,24 @@ def build_parser() -> argparse.ArgumentParser:
     p_rob.add_argument(
         "--attacks", required=True, help="comma-separated: sign_flip,gaussian,alie,ipm,min_max,..."
     )
-    p_rob.add_argument("--defences", help="comma-separated (default: all twelve)")
-    p_rob.add_argument("--byzantine-fraction", type=float, default=0.2)
+    p_rob.add_argument("--defences", help="comma-separated (default: every rule that reads updates)")
+    p_rob.add_argument(
+        "--byzantine-fraction",
+        default="0.2",
+        help="true attacker share(s) the cells run at, comma-separated, e.g. 0.1,0.2,0.3 (default 0.2)",
+    )
+    p_rob.add_argument(
+        "--f-max",
+        type=float,
+        help="the Byzantine share every defence is told (default: the config's strategy.f_max if set, "
+        "else the largest --byzantine-fraction); nothing else about the attackers is given",
+    )
+    p_rob.add_argument(
+        "--oracle",
+        action="store_true",
+        help="the old, flattering evaluation, for comparison only: rules get the true attacker count and "
+        "the clean run's norm (one --byzantine-fraction)",
+    )
     p_rob.add_argument(
         "--attack-option",
         action="append",

@@ -203,6 +203,7 @@ AttackKind = Literal[
     "ipm",
     "min_max",
     "min_sum",
+    "adaptive",
     "label_flip",
     "backdoor",
     "free_rider",

@@ -28,6 +28,7 @@ class Purpose(IntEnum):
     PARTITION = 6
     ATTACK = 7
     NOISE = 8
+    DEFENCE = 9
 
 
 def _mix(z: np.ndarray) -> np.ndarray:

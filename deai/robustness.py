@@ -1,9 +1,18 @@
-"""``deai robustness``: every (attack, defence) pair on one base config, as a table and a heatmap.
+"""``deai robustness``: every (attack, defence, true attacker fraction) on one base config, as tables and
+a heatmap.
 
 Each cell is a full seeded run of the engine with a share of parties malicious; the same seed picks
-the same malicious parties everywhere, so cells differ only by attack and defence. Reported per
-cell: final accuracy, backdoor success rate (backdoor only), and the share of aggregation weight
-that reached malicious parties (rules that weight parties; order-statistic rules report none).
+the same malicious parties everywhere (a larger fraction adds parties to a smaller one's), so cells
+differ only by attack, defence and fraction. Reported per cell: final accuracy, backdoor success rate
+(backdoor only), and the share of aggregation weight that reached malicious parties (rules that weight
+parties; order-statistic rules report none).
+
+No oracle knowledge: every defence gets the task's declared bound ``f_max`` (a share of the parties, the
+same whatever the true fraction of the cell) and nothing else; rules that need a norm or a radius estimate
+it from the round itself. FLTrust's root set is declared as what it is: the task owner's own rows. Each
+defence's assumptions are stated with the table. ``oracle=True`` reproduces the old, flattering evaluation
+(true attacker count and fraction, the clean run's median norm) for one fraction, only to show the
+difference side by side.
 
 A matrix runs in two steps. :func:`plan_matrix` checks everything that can be checked before the first
 cell (names, options, every cell's config, the output directory) and asks each rule whether it can
@@ -45,18 +54,50 @@ from deai.report.artifacts import atomic_write, write_artifacts
 DEFENCES: tuple[str, ...] = tuple(name for name in AGGREGATORS if name != "fednova")
 JOURNAL = "cells.jsonl"
 OUTPUTS: tuple[str, ...] = ("robustness.md", "robustness.json", "heatmap.png")
-BASELINE: tuple[str, str] = ("none", "mean")  # clean FedAvg: the reference accuracy and update norm
-# rules whose parameter is scaled to the honest updates' typical norm, known once the baseline ran
+BASELINE: tuple[str, str, float] = ("none", "mean", 0.0)  # clean FedAvg: the reference accuracy and norm
+# rules whose oracle parameter is the clean run's typical update norm, known once the baseline ran
 _NORM_SCALED = ("centered_clipping", "norm_bound")
-_SPEC_VERSION = 1
+_SPEC_VERSION = 2
 
-Cell = tuple[str, str]  # (attack, defence); attack "none" is the defence's clean run
+Cell = tuple[str, str, float]  # (attack, defence, true fraction); attack "none" (fraction 0) is a clean run
+
+# What each rule may assume in a cell, beyond the round's own updates (no oracle knowledge).
+ASSUMPTIONS: dict[str, str] = {
+    "mean": "nothing (no defence)",
+    "median": "an honest majority",
+    "trimmed_mean": "trims f_max of each coordinate's values per side",
+    "krum": "f = floor(f_max n); n >= 2f+3",
+    "multi_krum": "f = floor(f_max n); n >= 2f+3",
+    "bulyan": "f = floor(f_max n); n >= 4f+3",
+    "geometric_median": "an honest majority of the weight",
+    "centered_clipping": "an honest majority (radius: the round's median distance to the center)",
+    "norm_bound": "an honest majority (bound: the round's median norm)",
+    "fltrust": "a clean root set: {root} rows of the task owner's own data",
+    "foolsgold": "Sybils send similar updates; a lone attacker is not its target",
+    "reputation": "misbehaviour persists across rounds",
+    "dnc": "f = floor(f_max n)",
+    "flame": "an honest majority (median norm, majority cosine cluster)",
+    "signguard": "an honest majority (median norm, largest sign cluster)",
+    "recommended": "an honest majority (median norm, majority cosine cluster)",
+}
 
 
-def defence_options(
+def assumption(defence: str, base: ExperimentConfig, oracle: bool) -> str:
+    """What ``defence`` is told in a cell: its declared assumption, or the oracle facts it was handed."""
+    if oracle and defence in ("krum", "multi_krum", "bulyan", "dnc"):
+        return "ORACLE: the true number of attackers"
+    if oracle and defence == "trimmed_mean":
+        return "ORACLE: the true attacker fraction"
+    if oracle and defence in _NORM_SCALED:
+        return "ORACLE: the clean run's median update norm"
+    return ASSUMPTIONS.get(defence, "see the rule's docstring").format(root=base.strategy.fltrust_root_size)
+
+
+def oracle_options(
     defence: str, num_byzantine: int, byzantine_fraction: float, typical_norm: float | None
 ) -> dict:
-    """Each rule's parameters for a known attacker budget (f) and the honest updates' typical norm.
+    """The old evaluation's parameters: the true attacker count and fraction and the clean run's typical
+    norm, none of which a real aggregator knows. Only for ``oracle=True`` matrices, to show the difference.
 
     ``typical_norm=None`` (not measured yet) puts a placeholder 1.0 where a norm goes: enough to check
     that the rule can be built and can aggregate a round of the config's size.
@@ -67,6 +108,7 @@ def defence_options(
         "krum": {"num_byzantine": f},
         "multi_krum": {"num_byzantine": f},
         "bulyan": {"num_byzantine": f},
+        "dnc": {"num_byzantine": f},
         "trimmed_mean": {"trim_fraction": min(max(byzantine_fraction, 0.05), 0.45)},
         "centered_clipping": {"clip_radius": norm},
         "norm_bound": {"max_norm": norm},
@@ -106,7 +148,7 @@ class CellJournal:
                 spec = entry["spec"]
             elif "cell" in entry:
                 cell = entry["cell"]
-                cells[(cell["attack"], cell["defence"])] = cell
+                cells[(cell["attack"], cell["defence"], float(cell["fraction"]))] = cell
         return spec, cells
 
     def start(self, spec: dict) -> None:
@@ -135,10 +177,12 @@ class MatrixPlan:
     base: ExperimentConfig
     attacks: list[str]
     defences: list[str]
-    byzantine_fraction: float
+    byzantine_fractions: list[float]
+    f_max: float
+    oracle: bool
     attack_options: dict[str, dict[str, Any]]
     num_parties: int
-    num_byzantine: int
+    num_byzantine: dict[float, int]  # the true attacker count at each fraction
     spec: dict[str, Any]
     cells: list[Cell]
     not_applicable: dict[str, str]
@@ -159,8 +203,10 @@ def matrix_spec(
     base: ExperimentConfig,
     attacks: Sequence[str],
     defences: Sequence[str],
-    byzantine_fraction: float,
+    byzantine_fractions: Sequence[float],
     attack_options: dict[str, dict[str, Any]],
+    f_max: float,
+    oracle: bool,
 ) -> dict[str, Any]:
     """What makes two matrices the same: a resumed matrix must match the recorded one on every field."""
     config = json.dumps(base.model_dump(mode="json"), sort_keys=True)
@@ -170,23 +216,31 @@ def matrix_spec(
         "seed": base.run.seed,
         "attacks": list(attacks),
         "defences": list(defences),
-        "byzantine_fraction": byzantine_fraction,
+        "byzantine_fractions": list(byzantine_fractions),
+        "f_max": f_max,
+        "oracle": oracle,
         "attack_options": attack_options,
     }
     return json.loads(jsonio.dumps(spec))  # as it reads back from the journal
 
 
 def _variant(
-    base: ExperimentConfig, attack: str, fraction: float, defence: str, options: dict, attack_options: dict
+    base: ExperimentConfig,
+    attack: str,
+    fraction: float,
+    defence: str,
+    options: dict,
+    attack_options: dict,
+    f_max: float,
 ) -> ExperimentConfig:
     return base.with_sections(
         source=f"{attack} vs {defence}",
         attack={"kind": attack, "fraction": fraction if attack != "none" else 0.0, "options": attack_options},
-        strategy={"aggregator": defence, "aggregator_options": options},
+        strategy={"aggregator": defence, "aggregator_options": options, "f_max": f_max},
     )
 
 
-def _check_names(attacks: list[str], defences: list[str], byzantine_fraction: float) -> None:
+def _check_names(attacks: list[str], defences: list[str], fractions: list[float], f_max: float) -> None:
     if not attacks:
         raise ConfigError(f"--attacks: name at least one of {', '.join(ATTACK_NAMES)}")
     if not defences:
@@ -201,8 +255,15 @@ def _check_names(attacks: list[str], defences: list[str], byzantine_fraction: fl
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ConfigError(f"{flag}: {', '.join(twice)} listed twice; name each once")
-    if not 0 < byzantine_fraction < 0.5:
-        raise ConfigError(f"--byzantine-fraction must be in (0, 0.5), got {byzantine_fraction}")
+    if not fractions:
+        raise ConfigError("--byzantine-fraction: give at least one fraction, e.g. 0.1,0.2,0.3")
+    for fraction in fractions:
+        if not 0 < fraction < 0.5:
+            raise ConfigError(f"--byzantine-fraction values must be in (0, 0.5), got {fraction}")
+    if len(set(fractions)) != len(fractions):
+        raise ConfigError(f"--byzantine-fraction: {fractions} lists a fraction twice; name each once")
+    if not 0 < f_max < 0.5:
+        raise ConfigError(f"--f-max must be in (0, 0.5), got {f_max}")
 
 
 def _check_attack_options(attacks: list[str], attack_options: dict[str, dict[str, Any]]) -> None:
@@ -246,7 +307,7 @@ def updates_per_round(cfg: ExperimentConfig, fed: Any) -> dict[int, int]:
     round that delivers it. Validation can reject more at run time; that is a cell's failure, not a plan's."""
     from deai.engine.simulation import Simulation
 
-    sim = Simulation(_variant(cfg, "none", 0.0, "mean", {}, {}), fed, build_model(cfg, fed))
+    sim = Simulation(_variant(cfg, "none", 0.0, "mean", {}, {}, 0.0), fed, build_model(cfg, fed))
     first: dict[int, int] = {}
     for r in range(1, cfg.run.rounds + 1):
         plan = sim.plan(r)
@@ -254,14 +315,16 @@ def updates_per_round(cfg: ExperimentConfig, fed: Any) -> dict[int, int]:
     return first
 
 
-def infeasibility(defence: str, options: dict, num_parties: int, round_sizes: dict[int, int]) -> str | None:
+def infeasibility(
+    defence: str, options: dict, num_parties: int, round_sizes: dict[int, int], f_max: float = 0.0
+) -> str | None:
     """Why ``defence`` cannot aggregate some round of the matrix, or None if it can.
 
     The rule itself answers: it aggregates a small synthetic round of every size the config produces, so
     the requirement (Krum's ``n >= 2f + 3``, Bulyan's ``n >= 4f + 3``, ...) is never restated here.
     """
     for n in sorted(round_sizes):
-        rule = make_aggregator(defence, options, num_parties=num_parties)
+        rule = make_aggregator(defence, options, num_parties=num_parties, f_max=f_max)
         if n < max(1, getattr(rule, "min_parties", 1)):
             continue  # the engine aggregates nothing in such a round
         rng = np.random.default_rng(n)
@@ -325,19 +388,31 @@ def _check_writable(out: Path) -> None:
         ) from None
 
 
+def _fractions(byzantine_fractions: float | Sequence[float]) -> list[float]:
+    if isinstance(byzantine_fractions, int | float):
+        return [float(byzantine_fractions)]
+    return [float(f) for f in byzantine_fractions]
+
+
 def plan_matrix(
     base: ExperimentConfig | str | Path,
     attacks: Sequence[str],
     defences: Sequence[str],
-    byzantine_fraction: float,
+    byzantine_fractions: float | Sequence[float],
     attack_options: dict[str, dict[str, Any]] | None = None,
     *,
+    f_max: float | None = None,
+    oracle: bool = False,
     out: str | Path | None = None,
     resume: bool = False,
     force: bool = False,
 ) -> MatrixPlan:
     """Check the matrix before any cell runs; raises :class:`ConfigError` saying what to fix.
 
+    ``byzantine_fractions`` are the true attacker shares the cells run at; ``f_max`` is the bound every
+    defence is told (default: the config's ``strategy.f_max`` if set, else the largest fraction), so a
+    cell below ``f_max`` tests a defence that over-estimates its attackers, as a real one would.
+    ``oracle=True`` (one fraction only) hands the rules the true count and the clean run's norm instead.
     With ``out``, the directory is created and probed for writing; one that already holds a matrix is
     refused unless ``resume`` (continue it: the arguments must equal the recorded ones) or ``force``
     (discard it). ``attack_options`` maps an attack name to its keyword options, e.g.
@@ -345,27 +420,38 @@ def plan_matrix(
     """
     base = as_config(base)
     attacks, defences = list(attacks), list(defences)
+    fractions = _fractions(byzantine_fractions)
+    if f_max is None:
+        f_max = base.strategy.f_max if base.strategy.f_max > 0 else max(fractions, default=0.0)
     attack_options = {name: dict(opts) for name, opts in (attack_options or {}).items()}
-    _check_names(attacks, defences, byzantine_fraction)
+    _check_names(attacks, defences, fractions, f_max)
+    if oracle and len(fractions) != 1:
+        raise ConfigError("--oracle runs one --byzantine-fraction (its true count is what the rules get)")
     _check_attack_options(attacks, attack_options)
     n = base.data.num_parties
-    f = int(choose_malicious(n, byzantine_fraction, base.run.seed).sum())  # exactly who the runs attack with
-    if f == 0:
-        raise ConfigError(f"--byzantine-fraction {byzantine_fraction} of {n} parties selects no attacker")
+    counts = {}
+    for fraction in fractions:
+        counts[fraction] = int(choose_malicious(n, fraction, base.run.seed).sum())  # who the runs attack with
+        if counts[fraction] == 0:
+            raise ConfigError(f"--byzantine-fraction {fraction} of {n} parties selects no attacker")
 
-    cells: list[Cell] = [BASELINE, *(("none", d) for d in defences if d != "mean")]
-    cells += [(a, d) for d in defences for a in attacks]
+    def options(defence: str) -> dict:
+        if not oracle:
+            return {}
+        return oracle_options(defence, counts[fractions[0]], fractions[0], None)
+
+    told = fractions[0] if oracle else f_max  # the bound written into each cell's config
+    cells: list[Cell] = [BASELINE, *(("none", d, 0.0) for d in defences if d != "mean")]
+    cells += [(a, d, fr) for fr in fractions for d in defences for a in attacks]
     for defence in defences:
-        options = defence_options(defence, f, byzantine_fraction, None)
         try:
-            make_aggregator(defence, options, num_parties=n)
+            make_aggregator(defence, options(defence), num_parties=n, f_max=told)
         except (TypeError, ValueError) as err:
             raise ConfigError(f"--defences {defence}: {err}") from None
-    for attack, defence in cells:
-        options = defence_options(defence, f, byzantine_fraction, None)
-        _variant(base, attack, byzantine_fraction, defence, options, attack_options.get(attack, {}))
+    for attack, defence, fraction in cells:
+        _variant(base, attack, fraction, defence, options(defence), attack_options.get(attack, {}), told)
 
-    spec = matrix_spec(base, attacks, defences, byzantine_fraction, attack_options)
+    spec = matrix_spec(base, attacks, defences, fractions, attack_options, f_max, oracle)
     done: dict[Cell, dict] = {}
     if out is not None:
         out = Path(out)
@@ -374,7 +460,7 @@ def plan_matrix(
     round_sizes = updates_per_round(base, build_data(base))
     not_applicable = {}
     for defence in dict.fromkeys(["mean", *defences]):
-        reason = infeasibility(defence, defence_options(defence, f, byzantine_fraction, None), n, round_sizes)
+        reason = infeasibility(defence, options(defence), n, round_sizes, told)
         if reason is not None:
             not_applicable[defence] = reason
 
@@ -391,10 +477,12 @@ def plan_matrix(
         base=base,
         attacks=attacks,
         defences=defences,
-        byzantine_fraction=byzantine_fraction,
+        byzantine_fractions=fractions,
+        f_max=f_max,
+        oracle=oracle,
         attack_options=attack_options,
         num_parties=n,
-        num_byzantine=f,
+        num_byzantine=counts,
         spec=spec,
         cells=cells,
         not_applicable=not_applicable,
@@ -408,6 +496,7 @@ def plan_matrix(
 class _CellTask:
     attack: str
     defence: str
+    fraction: float
     cfg: ExperimentConfig
     baseline: bool  # also report the honest updates' typical norm
 
@@ -461,7 +550,13 @@ def _run_cell(task: _CellTask) -> dict[str, Any]:
         cell = {"status": "ok", **_measure(task)}
     except Exception as err:  # any error of one run is that cell's result
         cell = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
-    return {"attack": task.attack, "defence": task.defence, **cell, "seconds": time.perf_counter() - t0}
+    return {
+        "attack": task.attack,
+        "defence": task.defence,
+        "fraction": task.fraction,
+        **cell,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 _THREAD_LIMITS: Any = None  # kept alive: the limits hold while the object exists
@@ -572,39 +667,53 @@ def run_matrix(
 
     def record(cell: dict[str, Any]) -> None:
         cell = jsonio.strict(cell)
-        plan.done[(cell["attack"], cell["defence"])] = cell
+        plan.done[(cell["attack"], cell["defence"], float(cell["fraction"]))] = cell
         if journal is not None:
             journal.append(cell)
         if on_cell is not None:
             on_cell(cell)
 
     queue: list[Cell] = []
-    for attack, defence in plan.remaining:
+    for attack, defence, fraction in plan.remaining:
         if defence in plan.not_applicable:
             reason = plan.not_applicable[defence]
-            record({"attack": attack, "defence": defence, "status": "not_applicable", "reason": reason})
+            record(
+                {
+                    "attack": attack,
+                    "defence": defence,
+                    "fraction": fraction,
+                    "status": "not_applicable",
+                    "reason": reason,
+                }
+            )
         else:
-            queue.append((attack, defence))
+            queue.append((attack, defence, fraction))
     if not queue:
         return _finish(plan)
 
     def baseline() -> dict | None:
         return plan.done.get(BASELINE)
 
+    def needs_baseline(defence: str) -> bool:
+        return plan.oracle and defence in _NORM_SCALED
+
     def task(cell: Cell) -> _CellTask:
-        attack, defence = cell
-        norm = baseline()["typical_update_norm"] if defence in _NORM_SCALED else None
-        options = defence_options(defence, plan.num_byzantine, plan.byzantine_fraction, norm)
+        attack, defence, fraction = cell
+        options, told = {}, plan.f_max
+        if plan.oracle:
+            norm = baseline()["typical_update_norm"] if needs_baseline(defence) else None
+            told = plan.byzantine_fractions[0]
+            options = oracle_options(defence, plan.num_byzantine[told], told, norm)
         cfg = _variant(
-            plan.base, attack, plan.byzantine_fraction, defence, options, plan.attack_options.get(attack, {})
+            plan.base, attack, fraction, defence, options, plan.attack_options.get(attack, {}), told
         )
-        return _CellTask(attack, defence, cfg, baseline=cell == BASELINE)
+        return _CellTask(attack, defence, fraction, cfg, baseline=cell == BASELINE)
 
     def next_cell() -> Cell | None:
         """The first queued cell that can start; cells whose baseline failed are recorded as failed."""
         base = baseline()
         for i, cell in enumerate(queue):
-            if cell[1] not in _NORM_SCALED:
+            if not needs_baseline(cell[1]):
                 return queue.pop(i)
             if base is None or base.get("status") == "failed":
                 continue  # the baseline is still running (or will be retried)
@@ -614,6 +723,7 @@ def run_matrix(
                     {
                         "attack": cell[0],
                         "defence": cell[1],
+                        "fraction": cell[2],
                         "status": "failed",
                         "error": "the clean FedAvg baseline measured no update norm to scale this rule to",
                     }
@@ -630,17 +740,17 @@ def run_matrix(
                 try:
                     running[executor.submit(_run_cell, task(cell))] = cell
                 except ConfigError as err:  # a cell whose options (the measured norm) make no valid config
-                    record({"attack": cell[0], "defence": cell[1], "status": "failed", "error": str(err)})
+                    record(_failed(cell, str(err)))
             if not running:
                 base = baseline()
                 error = "the clean FedAvg baseline failed" + (f": {base['error']}" if base else "")
-                for attack, defence in queue:
-                    record({"attack": attack, "defence": defence, "status": "failed", "error": error})
+                for cell in queue:
+                    record(_failed(cell, error))
                 queue.clear()
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
-                attack, defence = running.pop(future)
+                cell = running.pop(future)
                 try:
                     result = future.result()
                 except Exception as err:  # the worker, not the run, failed: still only this cell's loss
@@ -648,7 +758,7 @@ def run_matrix(
                         error = f"a worker process died during this cell (killed, or out of memory): {err}"
                     else:
                         error = f"{type(err).__name__}: {err}"
-                    result = {"attack": attack, "defence": defence, "status": "failed", "error": error}
+                    result = _failed(cell, error)
                 record(result)
     except BaseException:
         if isinstance(executor, _PoolExecutor):
@@ -656,6 +766,10 @@ def run_matrix(
         raise
     executor.stop()
     return _finish(plan)
+
+
+def _failed(cell: Cell, error: str) -> dict[str, Any]:
+    return {"attack": cell[0], "defence": cell[1], "fraction": cell[2], "status": "failed", "error": error}
 
 
 def _finish(plan: MatrixPlan) -> dict[str, Any]:
@@ -669,10 +783,12 @@ def evaluate_matrix(
     base: ExperimentConfig | str | Path,
     attacks: Sequence[str],
     defences: Sequence[str],
-    byzantine_fraction: float,
+    byzantine_fractions: float | Sequence[float],
     on_cell: Callable[[dict[str, Any]], None] | None = None,
     attack_options: dict[str, dict[str, Any]] | None = None,
     *,
+    f_max: float | None = None,
+    oracle: bool = False,
     out: str | Path | None = None,
     jobs: int = 1,
     resume: bool = False,
@@ -683,7 +799,16 @@ def evaluate_matrix(
     :func:`plan_matrix` then :func:`run_matrix`; without ``out`` nothing is written.
     """
     plan = plan_matrix(
-        base, attacks, defences, byzantine_fraction, attack_options, out=out, resume=resume, force=force
+        base,
+        attacks,
+        defences,
+        byzantine_fractions,
+        attack_options,
+        f_max=f_max,
+        oracle=oracle,
+        out=out,
+        resume=resume,
+        force=force,
     )
     return run_matrix(plan, on_cell=on_cell, jobs=jobs)
 
@@ -703,36 +828,60 @@ def _outcome(cell: dict | None) -> dict[str, Any]:
 
 
 def build_report(plan: MatrixPlan) -> dict[str, Any]:
-    """The matrix as one strict-JSON-ready dict: ``results`` has one row per (attack, defence) with
+    """The matrix as one strict-JSON-ready dict: ``results`` has one row per (attack, defence, fraction) with
     ``status`` ok / not_applicable (and ``reason``) / failed (and ``error``); ``clean_runs`` one row per
-    defence without attack."""
+    defence without attack; ``assumptions`` what each defence was told; ``worst`` each defence's lowest
+    accuracy under attack over all attacks and fractions, and its gap to clean FedAvg."""
     done = plan.done
     base = done.get(BASELINE) or {}
-    clean_runs, rows = [], []
+    clean_accuracy = base.get("accuracy") if base.get("status") == "ok" else None
+    clean_runs, rows, worst = [], [], []
     for defence in plan.defences:
-        clean = _outcome(done.get(("none", defence)))
+        clean = _outcome(done.get(("none", defence, 0.0) if defence != "mean" else BASELINE))
         clean_runs.append({"defence": defence, **clean})
-        clean_accuracy = clean["accuracy"] if clean["status"] == "ok" else None
-        for attack in plan.attacks:
-            row = _outcome(done.get((attack, defence)))
-            rows.append({"attack": attack, "defence": defence, "clean_accuracy": clean_accuracy, **row})
+        own_clean = clean["accuracy"] if clean["status"] == "ok" else None
+        for fraction in plan.byzantine_fractions:
+            for attack in plan.attacks:
+                row = _outcome(done.get((attack, defence, fraction)))
+                rows.append(
+                    {
+                        "attack": attack,
+                        "defence": defence,
+                        "fraction": fraction,
+                        "num_byzantine": plan.num_byzantine[fraction],
+                        "clean_accuracy": own_clean,
+                        **row,
+                    }
+                )
+        mine = [r for r in rows if r["defence"] == defence]
+        scored = [r for r in mine if r["status"] == "ok" and r["accuracy"] is not None]
+        entry: dict[str, Any] = {"defence": defence, "complete": len(scored) == len(mine) and bool(mine)}
+        if scored:
+            low = min(scored, key=lambda r: r["accuracy"])
+            entry.update(attack=low["attack"], fraction=low["fraction"], accuracy=low["accuracy"])
+            entry["gap"] = None if clean_accuracy is None else clean_accuracy - low["accuracy"]
+        worst.append(entry)
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     return jsonio.strict(
         {
-            "clean_accuracy": base.get("accuracy") if base.get("status") == "ok" else None,
+            "clean_accuracy": clean_accuracy,
             "baseline": _outcome(done.get(BASELINE)),
-            "byzantine_fraction": plan.byzantine_fraction,
+            "byzantine_fractions": plan.byzantine_fractions,
+            "f_max": plan.f_max,
+            "oracle": plan.oracle,
             "num_parties": plan.num_parties,
-            "num_byzantine": plan.num_byzantine,
+            "num_byzantine": {str(k): v for k, v in plan.num_byzantine.items()},
             "typical_update_norm": base.get("typical_update_norm"),
             "attacks": plan.attacks,
             "defences": plan.defences,
             "attack_options": plan.attack_options,
+            "assumptions": {d: assumption(d, plan.base, plan.oracle) for d in plan.defences},
             "cells": counts,
             "clean_runs": clean_runs,
             "results": rows,
+            "worst": worst,
         }
     )
 
@@ -750,62 +899,103 @@ def _shown(row: dict[str, Any], key: str, digits: int) -> str:
     return f"{shown} (diverged)" if key == "accuracy" and row.get("diverged") else shown
 
 
-def write_outputs(report: dict[str, Any], out: Path) -> None:
-    """``robustness.json``, ``robustness.md`` and ``heatmap.png`` in ``out``, each replaced atomically."""
-    attacks, defences = report["attacks"], report["defences"]
-
+def markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: assumptions, one accuracy table per true fraction, worst cells, notes."""
+    attacks, defences, fractions = report["attacks"], report["defences"], report["byzantine_fractions"]
     clean_shown = _shown(report["baseline"], "accuracy", 2)
-    lines = [
-        f"Clean FedAvg accuracy: {clean_shown}  "
-        f"({report['num_byzantine']} of {report['num_parties']} parties malicious)",
-        "",
-        "| attack | defence | clean acc. | acc. under attack | backdoor success | malicious weight share |",
-        "|---|---|---|---|---|---|",
-    ]
+    told = (
+        "ORACLE settings: each rule was handed the true attacker count and the clean run's norm"
+        if report["oracle"]
+        else f"every defence was told only f_max = {report['f_max']:g}"
+    )
+    lines = [f"Clean FedAvg accuracy: {clean_shown} ({report['num_parties']} parties; {told})", ""]
+    lines += ["| defence | assumes |", "|---|---|"]
+    lines += [f"| {d} | {report['assumptions'][d]} |" for d in defences]
     clean_rows = {c["defence"]: c for c in report["clean_runs"]}
-    for r in report["results"]:
+    cells = {(r["attack"], r["defence"], r["fraction"]): r for r in report["results"]}
+    has_backdoor = "backdoor" in attacks
+    for fraction in fractions:
+        count = report["num_byzantine"][str(fraction)]
+        lines += [
+            "",
+            f"Accuracy at {100 * fraction:g}% Byzantine ({count} of {report['num_parties']} parties):",
+            "",
+        ]
+        lines += ["| defence | clean | " + " | ".join(attacks) + " |", "|---" * (len(attacks) + 2) + "|"]
+        for d in defences:
+            shown = [_shown(cells[(a, d, fraction)], "accuracy", 2) for a in attacks]
+            lines.append(f"| {d} | {_shown(clean_rows[d], 'accuracy', 2)} | " + " | ".join(shown) + " |")
+        if has_backdoor:
+            lines += ["", "| defence | backdoor success | malicious weight share |", "|---|---|---|"]
+            for d in defences:
+                r = cells[("backdoor", d, fraction)]
+                lines.append(
+                    f"| {d} | {_shown(r, 'backdoor_success', 1)} | {_shown(r, 'malicious_weight_share', 1)} |"
+                )
+    lines += ["", "Worst cell of each defence (lowest accuracy under any attack at any fraction):", ""]
+    lines += [
+        "| defence | worst accuracy | attack | fraction | gap to clean FedAvg |",
+        "|---|---|---|---|---|",
+    ]
+    for w in report["worst"]:
+        if "accuracy" not in w:
+            lines.append(f"| {w['defence']} | — | — | — | — |")
+            continue
+        gap = "—" if w["gap"] is None else f"{100 * w['gap']:.2f} points"
+        partial = "" if w["complete"] else " (not every cell ran)"
         lines.append(
-            f"| {r['attack']} | {r['defence']} | {_shown(clean_rows[r['defence']], 'accuracy', 2)} "
-            f"| {_shown(r, 'accuracy', 2)} | {_shown(r, 'backdoor_success', 1)} "
-            f"| {_shown(r, 'malicious_weight_share', 1)} |"
+            f"| {w['defence']} | {_pct(w['accuracy'], 2)}{partial} | {w['attack']} | "
+            f"{100 * w['fraction']:g}% | {gap} |"
         )
     notes = [f"- n/a, {d}: {c['reason']}" for d, c in clean_rows.items() if c["status"] == "not_applicable"]
     for c in report["clean_runs"]:
         if c["status"] == "failed":
             notes.append(f"- failed, {c['defence']} without attack: {' '.join(c['error'].split())}")
     for r in report["results"]:
+        where = f"{r['attack']} vs {r['defence']} at {100 * r['fraction']:g}%"
         if r["status"] == "failed":
-            notes.append(f"- failed, {r['attack']} vs {r['defence']}: {' '.join(r['error'].split())}")
+            notes.append(f"- failed, {where}: {' '.join(r['error'].split())}")
         elif r.get("diverged"):
-            notes.append(f"- diverged, {r['attack']} vs {r['defence']}: {r['diverged']}")
+            notes.append(f"- diverged, {where}: {r['diverged']}")
     if notes:
         lines += ["", *notes]
+    return "\n".join(lines) + "\n"
 
+
+def write_outputs(report: dict[str, Any], out: Path) -> None:
+    """``robustness.json``, ``robustness.md`` and ``heatmap.png`` in ``out``, each replaced atomically."""
+    attacks, defences, fractions = report["attacks"], report["defences"], report["byzantine_fractions"]
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    grid = np.full((len(attacks), len(defences)), np.nan)
-    labels = [["" for _ in defences] for _ in attacks]
-    for r in report["results"]:
-        i, j = attacks.index(r["attack"]), defences.index(r["defence"])
-        if r["status"] == "ok" and r["accuracy"] is not None:
-            grid[i, j] = 100 * r["accuracy"]
-            labels[i][j] = f"{grid[i, j]:.0f}"
-        else:
-            labels[i][j] = "n/a" if r["status"] == "not_applicable" else r["status"]
     cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="#d9d9d9")
-    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(defences), 1.2 + 0.5 * len(attacks)))
-    im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=100)
-    ax.set_xticks(range(len(defences)), defences, rotation=45, ha="right")
-    ax.set_yticks(range(len(attacks)), attacks)
-    for i in range(len(attacks)):
-        for j in range(len(defences)):
-            ax.text(j, i, labels[i][j], ha="center", va="center", fontsize=8)
-    ax.set_title(f"Final accuracy (%) under attack; clean FedAvg {clean_shown}")
-    fig.colorbar(im, ax=ax, fraction=0.03)
-    write_artifacts(out, "robustness", report, "\n".join(lines) + "\n", fig, figure_name="heatmap")
+    width, height = 1.0 + 0.9 * len(defences), 1.2 + 0.5 * len(attacks)
+    fig, axes = plt.subplots(len(fractions), 1, figsize=(width, height * len(fractions)), squeeze=False)
+    for ax, fraction in zip(axes[:, 0], fractions, strict=True):
+        grid = np.full((len(attacks), len(defences)), np.nan)
+        labels = [["" for _ in defences] for _ in attacks]
+        for r in report["results"]:
+            if r["fraction"] != fraction:
+                continue
+            i, j = attacks.index(r["attack"]), defences.index(r["defence"])
+            if r["status"] == "ok" and r["accuracy"] is not None:
+                grid[i, j] = 100 * r["accuracy"]
+                labels[i][j] = f"{grid[i, j]:.0f}"
+            else:
+                labels[i][j] = "n/a" if r["status"] == "not_applicable" else r["status"]
+        im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=100)
+        ax.set_xticks(range(len(defences)), defences, rotation=45, ha="right")
+        ax.set_yticks(range(len(attacks)), attacks)
+        for i in range(len(attacks)):
+            for j in range(len(defences)):
+                ax.text(j, i, labels[i][j], ha="center", va="center", fontsize=8)
+        ax.set_title(f"{100 * fraction:g}% Byzantine: final accuracy (%)", fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.03)
+    fig.suptitle(f"clean FedAvg {_shown(report['baseline'], 'accuracy', 2)}", fontsize=9)
+    fig.tight_layout()
+    write_artifacts(out, "robustness", report, markdown(report), fig, figure_name="heatmap")
 
 
 def finished_cells(plan: MatrixPlan) -> int:
@@ -814,6 +1004,7 @@ def finished_cells(plan: MatrixPlan) -> int:
 
 
 __all__ = [
+    "ASSUMPTIONS",
     "BASELINE",
     "DEFENCES",
     "JOURNAL",
@@ -821,7 +1012,9 @@ __all__ = [
     "CellJournal",
     "MatrixPlan",
     "build_report",
-    "defence_options",
+    "assumption",
+    "markdown",
+    "oracle_options",
     "evaluate_matrix",
     "finished_cells",
     "infeasibility",

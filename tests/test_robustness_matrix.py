@@ -58,7 +58,7 @@ def test_infeasible_bulyan_is_marked_not_applicable_and_every_other_cell_runs(tm
         attack_options=OPTIONS,
         out=tmp_path,
     )
-    f, n = report["num_byzantine"], report["num_parties"]
+    f, n = report["num_byzantine"]["0.3"], report["num_parties"]
     assert (n, f) == (20, 6) and n < 4 * f + 3 and n >= 2 * f + 3
     cells = _results(report)
     for attack in ("sign_flip", "alie"):
@@ -70,7 +70,7 @@ def test_infeasible_bulyan_is_marked_not_applicable_and_every_other_cell_runs(tm
             assert 0 < cells[(attack, defence)]["accuracy"] <= 1
     assert not any(d == "bulyan" for _, d in runs)  # no run was even started for it
     table = (tmp_path / "robustness.md").read_text()
-    assert "| sign_flip | bulyan | n/a | n/a | n/a | n/a |" in table
+    assert "| bulyan | n/a | n/a | n/a |" in table
     assert "needs n >= 4f+3 (n=20, f=6)" in table
     assert _strict_loads((tmp_path / "robustness.json").read_text())["cells"] == {
         "ok": 4,
@@ -80,12 +80,13 @@ def test_infeasible_bulyan_is_marked_not_applicable_and_every_other_cell_runs(tm
 
 
 def test_feasibility_counts_the_updates_a_round_delivers_not_the_parties():
-    half = BASE.with_sections(participation={"fraction": 0.5})  # 10 updates per round, f stays 6
-    assert "krum" not in plan_matrix(BASE, ["sign_flip"], ["krum"], FRACTION).not_applicable
+    # f = floor(f_max n) of the round's own n: 10 updates per round give f = 3
+    half = BASE.with_sections(participation={"fraction": 0.5})
+    assert "krum" not in plan_matrix(half, ["sign_flip"], ["krum"], FRACTION).not_applicable
     assert (
-        plan_matrix(half, ["sign_flip"], ["krum"], FRACTION)
-        .not_applicable["krum"]
-        .startswith("needs n >= 2f+3 (n=10, f=6); round 1 has 10 of 20 parties")
+        plan_matrix(half, ["sign_flip"], ["bulyan"], FRACTION)
+        .not_applicable["bulyan"]
+        .startswith("needs n >= 4f+3 (n=10, f=3); round 1 has 10 of 20 parties")
     )
 
 
@@ -157,8 +158,10 @@ def test_an_interrupted_matrix_resumes_with_only_the_missing_cells_and_the_same_
 
 def test_resume_with_other_arguments_is_refused_naming_what_differs(tmp_path):
     evaluate_matrix(BASE, ["sign_flip"], ["mean"], FRACTION, out=tmp_path)
-    with pytest.raises(ConfigError, match=r"other arguments \(byzantine_fraction: recorded 0.3, given 0.2\)"):
-        plan_matrix(BASE, ["sign_flip"], ["mean"], 0.2, out=tmp_path, resume=True)
+    with pytest.raises(
+        ConfigError, match=r"other arguments \(byzantine_fractions: recorded \[0.3\], given \[0.2\]"
+    ):
+        plan_matrix(BASE, ["sign_flip"], ["mean"], 0.2, out=tmp_path, resume=True, f_max=0.3)
     other = BASE.with_sections(run={"rounds": 3})
     with pytest.raises(ConfigError, match="config_sha256"):
         plan_matrix(other, ["sign_flip"], ["mean"], FRACTION, out=tmp_path, resume=True)
@@ -166,10 +169,10 @@ def test_resume_with_other_arguments_is_refused_naming_what_differs(tmp_path):
 
 @pytest.mark.slow
 def test_two_worker_processes_give_the_same_numbers_as_one(tmp_path):
-    # centered_clipping waits for the baseline's norm; bulyan is n/a; all run in spawned workers with jobs=2
+    # oracle: centered_clipping waits for the baseline's norm; bulyan is n/a; spawned workers with jobs=2
     args = (BASE, ["sign_flip", "ipm"], ["mean", "krum", "bulyan", "centered_clipping"], FRACTION)
-    one = evaluate_matrix(*args, attack_options=OPTIONS, out=tmp_path / "one", jobs=1)
-    two = evaluate_matrix(*args, attack_options=OPTIONS, out=tmp_path / "two", jobs=2)
+    one = evaluate_matrix(*args, attack_options=OPTIONS, out=tmp_path / "one", jobs=1, oracle=True)
+    two = evaluate_matrix(*args, attack_options=OPTIONS, out=tmp_path / "two", jobs=2, oracle=True)
     assert two == one
     assert {r["status"] for r in one["results"]} == {"ok", "not_applicable"}
 
@@ -198,7 +201,7 @@ def test_a_cell_whose_run_raises_is_recorded_as_failed_and_the_matrix_finishes(t
     assert failed["error"] == "ValueError: updates must be finite: rows [3] contain NaN or inf"
     assert all(c["status"] == "ok" for k, c in cells.items() if k != ("sign_flip", "median"))
     assert (
-        "- failed, sign_flip vs median: ValueError: updates must be finite"
+        "- failed, sign_flip vs median at 30%: ValueError: updates must be finite"
         in (tmp_path / "robustness.md").read_text()
     )
     # a failure is not a result: resume tries the cell again
@@ -290,3 +293,58 @@ def test_cli_killed_with_sigkill_resumes_to_the_same_table(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     assert main([*argv, "--resume"]) == 0
     _same_table_as_uninterrupted(tmp_path, argv)
+
+
+def test_every_defence_is_told_only_f_max_whatever_the_true_fraction(tmp_path, monkeypatch):
+    seen = []
+    real = robustness.run
+
+    def spy(cfg, **kwargs):
+        seen.append(
+            (
+                cfg.attack.fraction,
+                cfg.strategy.aggregator,
+                cfg.strategy.f_max,
+                cfg.strategy.aggregator_options,
+            )
+        )
+        return real(cfg, **kwargs)
+
+    monkeypatch.setattr(robustness, "run", spy)
+    report = evaluate_matrix(
+        BASE, ["sign_flip"], ["krum", "norm_bound"], [0.1, 0.3], attack_options=OPTIONS, out=tmp_path
+    )
+    assert {(fr, agg) for fr, agg, _, _ in seen} == {
+        (0.0, "mean"),
+        (0.0, "krum"),
+        (0.0, "norm_bound"),
+        (0.1, "krum"),
+        (0.1, "norm_bound"),
+        (0.3, "krum"),
+        (0.3, "norm_bound"),
+    }
+    assert all(f_max == 0.3 and options == {} for _, _, f_max, options in seen)  # no oracle value anywhere
+    assert report["num_byzantine"] == {"0.1": 2, "0.3": 6}
+    assert report["assumptions"]["krum"].startswith("f = floor(f_max n)")
+    table = (tmp_path / "robustness.md").read_text()
+    assert "Accuracy at 10% Byzantine (2 of 20 parties)" in table and "told only f_max = 0.3" in table
+    worst = {w["defence"]: w for w in report["worst"]}
+    cells = [r for r in report["results"] if r["defence"] == "krum"]
+    assert worst["krum"]["accuracy"] == min(r["accuracy"] for r in cells)
+
+
+def test_oracle_mode_hands_the_true_count_and_is_labelled(tmp_path):
+    plan = plan_matrix(BASE, ["sign_flip"], ["krum"], 0.3, oracle=True)
+    assert robustness.oracle_options("krum", plan.num_byzantine[0.3], 0.3, None) == {"num_byzantine": 6}
+    report = run_matrix(plan)
+    assert report["oracle"] and report["assumptions"]["krum"].startswith("ORACLE")
+    with pytest.raises(ConfigError, match="--oracle runs one"):
+        plan_matrix(BASE, ["sign_flip"], ["krum"], [0.1, 0.3], oracle=True)
+
+
+@pytest.mark.parametrize(
+    "fractions, message", [([0.1, 0.1], "twice"), ([0.6], r"\(0, 0.5\)"), ([], "at least one")]
+)
+def test_bad_fractions_are_refused(fractions, message):
+    with pytest.raises(ConfigError, match=message):
+        plan_matrix(BASE, ["sign_flip"], ["mean"], fractions)

@@ -14,10 +14,14 @@ AGGREGATORS: dict[str, type] = {"mean": WeightedMean, "fednova": FedNova, **RULE
 PRIVATE = ("secagg", "he_ckks")  # sum-only aggregators that never see an individual update
 
 
-def make_aggregator(name: str, options: dict[str, Any] | None = None, *, num_parties: int) -> Aggregator:
+def make_aggregator(
+    name: str, options: dict[str, Any] | None = None, *, num_parties: int, f_max: float | None = None
+) -> Aggregator:
     """Build the aggregator ``name`` with ``options``.
 
-    ``num_parties`` is passed to the rules that keep per-party state (FoolsGold, reputation).
+    ``num_parties`` is passed to the rules that keep per-party state (FoolsGold, reputation); ``f_max``, the
+    task's declared share of Byzantine parties (all a real aggregator may assume about its attackers), to
+    the rules that take an attacker bound, unless ``options`` sets one (``num_byzantine``, ``trim_fraction``).
 
     Raises ValueError naming the allowed names or options.
     """
@@ -37,6 +41,9 @@ def make_aggregator(name: str, options: dict[str, Any] | None = None, *, num_par
     allowed = check_options(cls.__init__, options, f"aggregator {name!r}")
     if "num_parties" in allowed and "num_parties" not in options:
         options["num_parties"] = num_parties
+    explicit = {"num_byzantine", "trim_fraction", "f_max"} & set(options)
+    if f_max and "f_max" in allowed and not explicit:
+        options["f_max"] = f_max
     return cls(**options)
 
 

@@ -11,6 +11,7 @@ honest rows unchanged, and draws randomness only from :mod:`deai.rng`, keyed per
 
 from __future__ import annotations
 
+from deai.attacks.adaptive import Adaptive
 from deai.attacks.alie import ALIE, alie_z
 from deai.attacks.backdoor import Backdoor, apply_trigger, backdoor_success_rate
 from deai.attacks.base import Attack, RoundContext
@@ -27,7 +28,20 @@ from deai.checks import check_options
 
 ATTACKS: dict[str, type] = {
     cls.name: cls
-    for cls in (LabelFlip, SignFlip, Gaussian, ALIE, IPM, MinMax, MinSum, Backdoor, FreeRider, Sybil, Canary)
+    for cls in (
+        LabelFlip,
+        SignFlip,
+        Gaussian,
+        ALIE,
+        IPM,
+        MinMax,
+        MinSum,
+        Adaptive,
+        Backdoor,
+        FreeRider,
+        Sybil,
+        Canary,
+    )
 }
 
 
@@ -45,6 +59,7 @@ def make_attack(name: str, **options: object) -> Attack:
 
 __all__ = [
     "ALIE",
+    "Adaptive",
     "ATTACKS",
     "Canary",
     "IPM",

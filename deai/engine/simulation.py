@@ -81,7 +81,10 @@ class Simulation:
         if cfg.strategy.aggregator is not None:
             try:
                 self.strategy.aggregator = make_aggregator(
-                    cfg.strategy.aggregator, cfg.strategy.aggregator_options, num_parties=fed.num_parties
+                    cfg.strategy.aggregator,
+                    cfg.strategy.aggregator_options,
+                    num_parties=fed.num_parties,
+                    f_max=cfg.strategy.f_max,
                 )
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"strategy.aggregator_options: {err}") from None
@@ -99,6 +102,8 @@ class Simulation:
                     "raise it"
                 )
             adversary = Adversary(attack, self.malicious, seed)
+            if not traits(self.strategy.aggregator).private:  # nothing to tailor to under secure sums
+                adversary.defence = self.strategy.aggregator
         self.dp = None
         if pv.mode != "none":
             from deai.engine.privacy import DPFedAvg
@@ -158,6 +163,8 @@ class Simulation:
             root=root,
             exchange=self.transport.exchange,
         )
+        if adversary is not None and root is not None:
+            adversary.defence_signals = lambda r, steps: {"server_update": self.server._root_update(r, steps)}
         self.state = SimulationState(self.server)
         self.observer = GroundTruthObserver(self.malicious)
 

@@ -8,6 +8,7 @@ ledger, dashboard). The one round loop that drives it is :func:`deai.engine.driv
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -287,7 +288,7 @@ class ServerProgram:
                 kept = batch if keep.all() else batch.take(keep)
                 ctx = RoundContext(cfg.run.seed, r, kept.party_ids, steps=kept.steps)
                 if self.root is not None:
-                    ctx.signals["server_update"] = self._root_update(r)
+                    ctx.signals["server_update"] = self._root_update(r, kept.steps)
                 shares = self._noise_shares(len(kept))
                 if self.dp is not None and not self._privacy_allows(r, shares):
                     return None  # nothing released, the round does not count
@@ -451,11 +452,22 @@ class ServerProgram:
         return None
 
     # -- defences and their signals ---------------------------------------------------------
-    def _root_update(self, round_: int) -> np.ndarray:
-        """FLTrust's server update: local training on the task owner's own root set."""
+    def _root_update(self, round_: int, party_steps: np.ndarray) -> np.ndarray:
+        """FLTrust's server update: local training on the task owner's own root set, for as many local
+        steps as the round's median party declared (whole epochs over the root set, at least the task's).
+
+        FLTrust rescales every update to the server update's norm, so a root set smaller than a party's
+        data trained for fewer steps would shrink every round's step (measured: 5 points of clean
+        accuracy on Fashion-MNIST with 200 root rows against parties of ~560); the median of the declared
+        steps is one a Byzantine minority cannot move outside the honest range.
+        """
         x, y = self.root
+        per_epoch = -(-len(y) // self.spec.batch_size)
+        target = float(np.median(party_steps)) if len(party_steps) else 0.0
+        epochs = max(self.spec.epochs, int(round(target / per_epoch)))
+        spec = dataclasses.replace(self.spec, epochs=epochs)
         res = train_parties(
-            self.model, x, y, np.array([0, len(y)]), np.array([0]), self.state.params, self.spec,
+            self.model, x, y, np.array([0, len(y)]), np.array([0]), self.state.params, spec,
             self.cfg.run.seed, round_,
         )  # fmt: skip
         return res.deltas[0]

@@ -6,11 +6,15 @@ It is omniscient, the strongest attacker of the attack papers: it reads the roun
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 
+from deai.aggregate.base import traits
 from deai.attacks import Attack, RoundContext
+from deai.attacks.adaptive import DEFENCE
 from deai.evaluation import EvalCounts
 from deai.messages import TrainTask, UpdateBatch
 from deai.party.data import PartyShards
@@ -23,6 +27,23 @@ class Adversary:
 
     def __init__(self, attack: Attack, malicious: np.ndarray, seed: int) -> None:
         self.attack, self.malicious, self.seed = attack, np.asarray(malicious, dtype=bool), seed
+        # what a defence-aware attacker knows: the aggregation rule, and the signals the server gives it
+        # (FLTrust's root update: the strongest attacker of FLTrust's paper knows the root data)
+        self.defence: object | None = None
+        self.defence_signals: Callable[[int, np.ndarray], dict[str, np.ndarray]] | None = None
+
+    def _probe(self, task: TrainTask, batch: UpdateBatch) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """``probe(updates, weights)``: the defence's output on a candidate round, on a copy of the rule."""
+        rule, stateful = self.defence, traits(self.defence).stateful
+        signals = {} if self.defence_signals is None else self.defence_signals(task.round, batch.steps)
+
+        def probe(updates: np.ndarray, weights: np.ndarray) -> np.ndarray:
+            ctx = RoundContext(
+                self.seed, task.round, batch.party_ids, steps=batch.steps, signals=dict(signals)
+            )
+            return (copy.deepcopy(rule) if stateful else rule)(updates, weights, ctx)
+
+        return probe
 
     def poison(self, shards: PartyShards) -> PartyShards:
         """A copy of ``shards`` whose malicious parties' training rows went through ``poison_data``."""
@@ -51,6 +72,8 @@ class Adversary:
             num_classes=num_classes,
             image_shape=image_shape,
         )
+        if self.defence is not None:
+            ctx.extra[DEFENCE] = self._probe(task, batch)
         return batch.with_deltas(self.attack.craft(batch.deltas, ctx))
 
 

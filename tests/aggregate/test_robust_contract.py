@@ -22,6 +22,10 @@ KWARGS = {
     "fltrust": {"server_update": lambda ctx: np.ones(DIM, np.float32)},
     "foolsgold": {"num_parties": 20},
     "reputation": {"num_parties": 20},
+    "dnc": {"num_byzantine": 2},
+    "flame": {},
+    "signguard": {},
+    "recommended": {"f_max": 0.2},
 }
 STATEFUL = ["centered_clipping", "foolsgold", "reputation"]
 

@@ -26,6 +26,8 @@ def _round(seed=0, round_=3, malicious=None, party_ids=None):
         weights=np.full(P, 20.0),
         num_classes=10,
     )
+    # the defence the adaptive attack is tailored to: a coordinate-wise median, probed without state
+    ctx.extra["defence"] = lambda u, w: np.median(u, axis=0)
     return updates, ctx
 
 
@@ -124,7 +126,7 @@ def test_bad_malicious_mask_is_rejected_with_its_name():
 def test_registry_names_match_class_names():
     assert list(ATTACKS) == [
         "label_flip", "sign_flip", "gaussian", "alie", "ipm",
-        "min_max", "min_sum", "backdoor", "free_rider", "sybil", "canary",
+        "min_max", "min_sum", "adaptive", "backdoor", "free_rider", "sybil", "canary",
     ]  # fmt: skip
     assert all(cls.name == name for name, cls in ATTACKS.items())
 

@@ -24,13 +24,17 @@ from typing import Any
 from deai.aggregate.base import Aggregator
 from deai.aggregate.robust.bulyan import Bulyan
 from deai.aggregate.robust.centered_clipping import CenteredClipping
+from deai.aggregate.robust.dnc import DivideAndConquer
+from deai.aggregate.robust.flame import FLAME
 from deai.aggregate.robust.fltrust import FLTrust
 from deai.aggregate.robust.foolsgold import FoolsGold
 from deai.aggregate.robust.geometric_median import GeometricMedian
 from deai.aggregate.robust.krum import Krum, MultiKrum
 from deai.aggregate.robust.median import CoordinateMedian
 from deai.aggregate.robust.norm_bound import NormBound
+from deai.aggregate.robust.recommended import Recommended
 from deai.aggregate.robust.reputation import ReputationWeightedMean
+from deai.aggregate.robust.signguard import SignGuard
 from deai.aggregate.robust.trimmed_mean import TrimmedMean
 
 RULES: dict[str, type] = {
@@ -47,6 +51,10 @@ RULES: dict[str, type] = {
         FLTrust,
         FoolsGold,
         ReputationWeightedMean,
+        DivideAndConquer,
+        FLAME,
+        SignGuard,
+        Recommended,
     )
 }
 
@@ -64,13 +72,17 @@ __all__ = [
     "Bulyan",
     "CenteredClipping",
     "CoordinateMedian",
+    "DivideAndConquer",
+    "FLAME",
     "FLTrust",
     "FoolsGold",
     "GeometricMedian",
     "Krum",
     "MultiKrum",
     "NormBound",
+    "Recommended",
     "ReputationWeightedMean",
+    "SignGuard",
     "TrimmedMean",
     "make_robust",
 ]

@@ -15,6 +15,7 @@ No float64 copy of the matrix is ever made.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -24,6 +25,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from deai.aggregate.base import RoundContext
+from deai.checks import check_count, check_fraction
 
 # Columns per block of a dim-reduction: 64 KiB per row, so one block of 100 rows stays in L2/L3.
 REDUCE_BLOCK = 16384
@@ -241,3 +243,27 @@ def sorted_median(values: np.ndarray) -> np.ndarray:
     if k % 2:
         return values[:, k // 2]
     return (values[:, k // 2 - 1] + values[:, k // 2]) * np.float32(0.5)
+
+
+def check_bound(num_byzantine: int | None, f_max: float | None, rule: str) -> None:
+    """A rule that needs an attacker bound gets exactly one: a count, or the task's ``f_max`` fraction."""
+    if num_byzantine is None and f_max is None:
+        raise ValueError(
+            f"{rule} needs a bound on the Byzantine parties: set strategy.f_max (the share of parties that "
+            "may be Byzantine) or aggregator_options.num_byzantine"
+        )
+    if num_byzantine is not None:
+        check_count("num_byzantine", num_byzantine)
+    if f_max is not None:
+        check_fraction("f_max", f_max, upper=0.5, closed=False)
+
+
+def byzantine_count(n: int, num_byzantine: int | None, f_max: float | None) -> int:
+    """The round's assumed number of Byzantine updates: ``num_byzantine`` if given, else ``floor(f_max n)``.
+
+    ``f_max`` is the task's declared share; a round of ``n`` updates is assumed to hold at most that share
+    (exact under full participation; a sampled round can hold more by chance, which no rule can see).
+    """
+    if num_byzantine is not None:
+        return int(num_byzantine)
+    return math.floor(float(f_max) * n + 1e-9)

@@ -13,13 +13,14 @@ import numpy as np
 
 from deai.aggregate.base import RoundContext
 from deai.aggregate.robust._common import (
+    byzantine_count,
+    check_bound,
     check_round,
     checked_gram,
     pairwise_sq_distances,
     reduce_sorted_columns,
     sorted_median,
 )
-from deai.checks import check_count
 
 
 def bulyan_select(sq_distances: np.ndarray, num_byzantine: int, count: int) -> np.ndarray:
@@ -62,7 +63,9 @@ class Bulyan:
 
     Parameters
     ----------
-    num_byzantine : ``f``, the number of Byzantine parties assumed; Bulyan needs ``n >= 4f + 3`` updates.
+    num_byzantine, f_max : the attacker bound: ``f`` updates, or the share ``f_max`` of the round's updates
+        (``f = floor(f_max n)``, the task's ``strategy.f_max``); exactly one is needed. Bulyan needs
+        ``n >= 4f + 3``.
 
     Unweighted, as in the paper. ``ctx.signals["bulyan_selected"]`` marks the updates the coordinate-wise
     stage saw. Cost: one Gram matrix (as Krum) plus a sort of ``n - 2f`` values per coordinate.
@@ -70,12 +73,14 @@ class Bulyan:
 
     name = "bulyan"
 
-    def __init__(self, *, num_byzantine: int) -> None:
-        self.num_byzantine = check_count("num_byzantine", num_byzantine)
+    def __init__(self, *, num_byzantine: int | None = None, f_max: float | None = None) -> None:
+        check_bound(num_byzantine, f_max, self.name)
+        self.num_byzantine, self.f_max = num_byzantine, f_max
 
     def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
         u, _ = check_round(updates, weights)
-        n, f = u.shape[0], self.num_byzantine
+        n = u.shape[0]
+        f = byzantine_count(n, self.num_byzantine, self.f_max)
         if n < 4 * f + 3:
             raise ValueError(
                 f"bulyan needs n >= 4 * num_byzantine + 3 updates; got n={n} with num_byzantine={f}"

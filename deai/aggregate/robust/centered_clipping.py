@@ -28,7 +28,8 @@ class CenteredClipping:
     Parameters
     ----------
     clip_radius : ``tau`` > 0, in the units of the updates: about the honest updates' distance from their
-        mean, so honest updates are rarely clipped.
+        mean, so honest updates are rarely clipped. Default: each round, the median distance of the round's
+        updates from the center (an honest majority keeps it at an honest distance).
     n_iter : clipping iterations per round; one, as in the authors' experiments and code, suffices when the
         center carries history.
 
@@ -42,8 +43,8 @@ class CenteredClipping:
 
     name = "centered_clipping"
 
-    def __init__(self, *, clip_radius: float, n_iter: int = 1) -> None:
-        self.clip_radius = check_positive("clip_radius", clip_radius)
+    def __init__(self, *, clip_radius: float | None = None, n_iter: int = 1) -> None:
+        self.clip_radius = None if clip_radius is None else check_positive("clip_radius", clip_radius)
         self.n_iter = check_count("n_iter", n_iter, 1)
         self._center = np.zeros(0, dtype=np.float32)  # empty until the first round fixes dim
 
@@ -70,7 +71,8 @@ class CenteredClipping:
         for _ in range(self.n_iter):
             v64 = v.astype(np.float64)
             dist = np.sqrt(np.maximum(sq - 2.0 * row_dots(u, v) + v64 @ v64, 0.0))
-            scale = np.minimum(1.0, self.clip_radius / np.maximum(dist, np.finfo(np.float64).tiny))
+            tau = float(np.median(dist)) if self.clip_radius is None else self.clip_radius
+            scale = np.minimum(1.0, tau / np.maximum(dist, np.finfo(np.float64).tiny))
             step = scale / n
             v = combine(step, u) + np.float32(1.0 - step.sum()) * v
         ctx.signals["centered_clipping_scale"] = scale

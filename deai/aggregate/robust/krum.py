@@ -12,6 +12,8 @@ import numpy as np
 
 from deai.aggregate.base import RoundContext
 from deai.aggregate.robust._common import (
+    byzantine_count,
+    check_bound,
     check_round,
     checked_gram,
     combine,
@@ -42,7 +44,8 @@ class MultiKrum:
 
     Parameters
     ----------
-    num_byzantine : ``f``, the number of Byzantine parties assumed; needs ``n >= 2f + 3`` updates per round.
+    num_byzantine, f_max : the attacker bound: ``f`` updates, or the share ``f_max`` of the round's updates
+        (``f = floor(f_max n)``, the task's ``strategy.f_max``); exactly one is needed. Needs ``n >= 2f + 3``.
     num_selected : ``m``, how many best-scored updates to average; default ``n - f`` (every update that can
         be honest). Must not exceed ``n``.
 
@@ -55,13 +58,17 @@ class MultiKrum:
 
     name = "multi_krum"
 
-    def __init__(self, *, num_byzantine: int, num_selected: int | None = None) -> None:
-        self.num_byzantine = check_count("num_byzantine", num_byzantine)
+    def __init__(
+        self, *, num_byzantine: int | None = None, f_max: float | None = None, num_selected: int | None = None
+    ) -> None:
+        check_bound(num_byzantine, f_max, self.name)
+        self.num_byzantine, self.f_max = num_byzantine, f_max
         self.num_selected = None if num_selected is None else check_count("num_selected", num_selected, 1)
 
     def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
         u, _ = check_round(updates, weights)
-        n, f = u.shape[0], self.num_byzantine
+        n = u.shape[0]
+        f = byzantine_count(n, self.num_byzantine, self.f_max)
         check_krum_size(n, f, self.name)
         m = n - f if self.num_selected is None else self.num_selected
         if m > n:
@@ -82,10 +89,11 @@ class Krum(MultiKrum):
 
     Parameters
     ----------
-    num_byzantine : ``f``, the number of Byzantine parties assumed; needs ``n >= 2f + 3`` updates per round.
+    num_byzantine, f_max : the attacker bound: ``f`` updates, or the share ``f_max`` of the round's updates
+        (``f = floor(f_max n)``, the task's ``strategy.f_max``); exactly one is needed. Needs ``n >= 2f + 3``.
     """
 
     name = "krum"
 
-    def __init__(self, *, num_byzantine: int) -> None:
-        super().__init__(num_byzantine=num_byzantine, num_selected=1)
+    def __init__(self, *, num_byzantine: int | None = None, f_max: float | None = None) -> None:
+        super().__init__(num_byzantine=num_byzantine, f_max=f_max, num_selected=1)

@@ -20,7 +20,9 @@ class NormBound:
 
     Parameters
     ----------
-    max_norm : ``M`` > 0, in the units of the updates; a typical honest update's norm or a little above.
+    max_norm : ``M`` > 0, in the units of the updates. Default: the median norm of the round's own
+        updates, which needs no clean reference and which a Byzantine minority cannot raise above the
+        largest honest norm.
 
     The clip is folded into the mean's coefficients (``p_i min(1, M / |x_i|)``), so the call is one norm pass
     and one matrix-vector product. ``ctx.signals["norm_bound_scale"]`` holds each party's clip factor.
@@ -29,12 +31,13 @@ class NormBound:
     name = "norm_bound"
     weights_parties = True  # each party's share of the aggregate is its weight
 
-    def __init__(self, *, max_norm: float) -> None:
-        self.max_norm = check_positive("max_norm", max_norm)
+    def __init__(self, *, max_norm: float | None = None) -> None:
+        self.max_norm = None if max_norm is None else check_positive("max_norm", max_norm)
 
     def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
         u, w = check_round(updates, weights)
         norms = np.sqrt(row_sq_norms(u, ctx))
-        scale = np.minimum(1.0, self.max_norm / np.maximum(norms, np.finfo(np.float64).tiny))
+        bound = float(np.median(norms)) if self.max_norm is None else self.max_norm
+        scale = np.minimum(1.0, bound / np.maximum(norms, np.finfo(np.float64).tiny))
         ctx.signals["norm_bound_scale"] = scale
         return combine(w / w.sum() * scale, u)

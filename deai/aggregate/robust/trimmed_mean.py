@@ -21,15 +21,18 @@ class TrimmedMean:
     Parameters
     ----------
     trim_fraction : ``beta`` in ``[0, 0.5)``, the fraction trimmed from *each* side of every coordinate;
-        ``int(beta * P)`` values per side, as in scipy. Set it at least to the assumed fraction of Byzantine
-        parties.
+        ``int(beta * P)`` values per side, as in scipy. Default: the task's ``f_max`` (the assumed share of
+        Byzantine parties), else 0.1.
+    f_max : the task's declared Byzantine share, used as ``beta`` when ``trim_fraction`` is not given.
 
     Example counts are validated but not used (Yin et al.'s rule is unweighted; counts are self-reported).
     """
 
     name = "trimmed_mean"
 
-    def __init__(self, *, trim_fraction: float = 0.1) -> None:
+    def __init__(self, *, trim_fraction: float | None = None, f_max: float | None = None) -> None:
+        if trim_fraction is None:
+            trim_fraction = 0.1 if f_max is None else f_max
         self.trim_fraction = check_fraction("trim_fraction", trim_fraction, upper=0.5, closed=False)
 
     def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
