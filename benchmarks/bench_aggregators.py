@@ -43,7 +43,7 @@ def build_rules(parties: int, byzantine: int, scale: float) -> dict[str, Callabl
         "dnc": make_robust("dnc", f_max=byzantine / parties),
         "flame": make_robust("flame"),
         "signguard": make_robust("signguard"),
-        "recommended": make_robust("recommended", f_max=byzantine / parties),
+        "recommended": make_robust("recommended"),
     }
 
 

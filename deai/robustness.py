@@ -82,14 +82,20 @@ ASSUMPTIONS: dict[str, str] = {
 }
 
 
+_ORACLE_FACTS = {
+    "num_byzantine": "the true number of attackers",
+    "trim_fraction": "the true attacker fraction",
+    "clip_radius": "the clean run's median update norm",
+    "max_norm": "the clean run's median update norm",
+}
+
+
 def assumption(defence: str, base: ExperimentConfig, oracle: bool) -> str:
     """What ``defence`` is told in a cell: its declared assumption, or the oracle facts it was handed."""
-    if oracle and defence in ("krum", "multi_krum", "bulyan", "dnc"):
-        return "ORACLE: the true number of attackers"
-    if oracle and defence == "trimmed_mean":
-        return "ORACLE: the true attacker fraction"
-    if oracle and defence in _NORM_SCALED:
-        return "ORACLE: the clean run's median update norm"
+    handed = oracle_options(defence, 1, 0.1, 1.0) if oracle else {}
+    if handed:
+        (option,) = handed
+        return f"ORACLE: {_ORACLE_FACTS[option]}"
     return ASSUMPTIONS.get(defence, "see the rule's docstring").format(root=base.strategy.fltrust_root_size)
 
 

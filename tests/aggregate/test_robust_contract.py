@@ -25,7 +25,7 @@ KWARGS = {
     "dnc": {"num_byzantine": 2},
     "flame": {},
     "signguard": {},
-    "recommended": {"f_max": 0.2},
+    "recommended": {},
 }
 STATEFUL = ["centered_clipping", "foolsgold", "reputation"]
 

@@ -245,6 +245,15 @@ def sorted_median(values: np.ndarray) -> np.ndarray:
     return (values[:, k // 2 - 1] + values[:, k // 2]) * np.float32(0.5)
 
 
+def clip_factors(lengths: np.ndarray, bound: float | None = None) -> np.ndarray:
+    """Each row's clip factor ``min(1, bound / length)`` (float64); ``bound`` defaults to the median length,
+    which an honest majority keeps at an honest value. A zero length is never divided by."""
+    lengths = np.asarray(lengths, dtype=np.float64)
+    if bound is None:
+        bound = float(np.median(lengths))
+    return np.minimum(1.0, bound / np.maximum(lengths, np.finfo(np.float64).tiny))
+
+
 def check_bound(num_byzantine: int | None, f_max: float | None, rule: str) -> None:
     """A rule that needs an attacker bound gets exactly one: a count, or the task's ``f_max`` fraction."""
     if num_byzantine is None and f_max is None:

@@ -15,6 +15,7 @@ import numpy as np
 from deai.aggregate.base import RoundContext
 from deai.aggregate.robust._common import (
     check_round,
+    clip_factors,
     combine,
     row_dots,
     row_sq_norms,
@@ -71,8 +72,7 @@ class CenteredClipping:
         for _ in range(self.n_iter):
             v64 = v.astype(np.float64)
             dist = np.sqrt(np.maximum(sq - 2.0 * row_dots(u, v) + v64 @ v64, 0.0))
-            tau = float(np.median(dist)) if self.clip_radius is None else self.clip_radius
-            scale = np.minimum(1.0, tau / np.maximum(dist, np.finfo(np.float64).tiny))
+            scale = clip_factors(dist, self.clip_radius)
             step = scale / n
             v = combine(step, u) + np.float32(1.0 - step.sum()) * v
         ctx.signals["centered_clipping_scale"] = scale

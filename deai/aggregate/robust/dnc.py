@@ -70,7 +70,7 @@ class DivideAndConquer:
         self.filter_frac = check_positive("filter_frac", filter_frac)
 
     def kept(self, updates: np.ndarray, ctx: RoundContext) -> np.ndarray:
-        """The bool mask of rows never flagged (``updates`` already checked)."""
+        """The bool mask of rows never flagged (``updates`` already checked, finite included)."""
         n, dim = updates.shape
         f = byzantine_count(n, self.num_byzantine, self.f_max)
         drop = int(self.filter_frac * f)
@@ -85,10 +85,7 @@ class DivideAndConquer:
         b = min(self.subsample_dim, dim)
         for _ in range(self.niters):
             cols = np.sort(rng.choice(dim, size=b, replace=False)) if b < dim else slice(None)
-            sub = updates[:, cols].astype(np.float64)
-            scores = dnc_outlier_scores(sub)
-            if not np.isfinite(scores).all():
-                raise_non_finite(updates, ctx)
+            scores = dnc_outlier_scores(updates[:, cols])  # centered in float64, no float64 copy of the rows
             flagged = np.argsort(scores, kind="stable")[n - drop :]
             keep[flagged] = False
         return keep

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from deai.aggregate.base import RoundContext
-from deai.aggregate.robust._common import check_round, checked_gram, combine
+from deai.aggregate.robust._common import check_round, checked_gram, clip_factors, combine
 from deai.checks import check_non_negative
 from deai.rng import Purpose, generator
 
@@ -82,7 +82,7 @@ class FLAME:
         admitted = majority_cluster(cosine_distances(g))
         norms = np.sqrt(np.maximum(np.diag(g), 0.0))
         bound = float(np.median(norms))
-        scale = np.minimum(1.0, bound / np.maximum(norms, np.finfo(np.float64).tiny))
+        scale = clip_factors(norms, bound)
         ctx.signals["flame_admitted"] = admitted.astype(np.float64)
         ctx.signals["flame_scale"] = scale
         coefficients = np.where(admitted, scale, 0.0) / admitted.sum()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from deai.aggregate.base import RoundContext
-from deai.aggregate.robust._common import check_round, combine, row_sq_norms
+from deai.aggregate.robust._common import check_round, clip_factors, combine, row_sq_norms
 from deai.checks import check_positive
 
 
@@ -37,7 +37,6 @@ class NormBound:
     def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
         u, w = check_round(updates, weights)
         norms = np.sqrt(row_sq_norms(u, ctx))
-        bound = float(np.median(norms)) if self.max_norm is None else self.max_norm
-        scale = np.minimum(1.0, bound / np.maximum(norms, np.finfo(np.float64).tiny))
+        scale = clip_factors(norms, self.max_norm)
         ctx.signals["norm_bound_scale"] = scale
         return combine(w / w.sum() * scale, u)

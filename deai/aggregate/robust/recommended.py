@@ -24,34 +24,25 @@ from __future__ import annotations
 import numpy as np
 
 from deai.aggregate.base import RoundContext
-from deai.aggregate.robust._common import check_round, checked_gram, combine, row_dots
+from deai.aggregate.robust._common import check_round, checked_gram, clip_factors, combine, row_dots
 from deai.aggregate.robust.flame import cosine_distances, majority_cluster
 
 
 class Recommended:
     """Median-norm clipping, FLAME's majority cosine cluster plus readmission of aligned updates, mean.
 
-    Parameters
-    ----------
-    f_max : the task's declared Byzantine share; accepted for a uniform interface and checked below 1/2.
-        The rule assumes only an honest majority; it uses no attacker count.
-
-    ``ctx.signals["recommended_kept"]`` is 1 for each kept party, ``ctx.signals["recommended_scale"]`` its
-    clip factor.
+    No parameters: it assumes an honest majority and no attacker count, so the task's ``f_max`` is not
+    passed to it. ``ctx.signals["recommended_kept"]`` is 1 for each kept party and
+    ``ctx.signals["recommended_scale"]`` its clip factor.
     """
 
     name = "recommended"
-
-    def __init__(self, *, f_max: float | None = None) -> None:
-        if f_max is not None and not 0 <= f_max < 0.5:
-            raise ValueError(f"f_max must be in [0, 0.5): the rule needs an honest majority; got {f_max!r}")
-        self.f_max = f_max
 
     def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
         u, _ = check_round(updates, weights)
         g = checked_gram(u, ctx)
         norms = np.sqrt(np.maximum(np.diag(g), 0.0))
-        scale = np.minimum(1.0, float(np.median(norms)) / np.maximum(norms, np.finfo(np.float64).tiny))
+        scale = clip_factors(norms)
         cluster = majority_cluster(cosine_distances(g))
         center = combine(np.where(cluster, scale, 0.0) / cluster.sum(), u)
         kept = cluster | (row_dots(u, center) > 0)

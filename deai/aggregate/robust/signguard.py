@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from deai.aggregate.base import RoundContext
-from deai.aggregate.robust._common import check_round, combine, row_sq_norms
+from deai.aggregate.robust._common import check_round, clip_factors, combine, row_sq_norms
 from deai.checks import check_fraction, check_positive
 from deai.rng import Purpose, generator
 
@@ -95,5 +95,5 @@ class SignGuard:
         if not kept.any():
             kept = by_norm  # the filters disagree completely: trust the norm filter alone
         ctx.signals["signguard_kept"] = kept.astype(np.float64)
-        scale = np.minimum(1.0, median / np.maximum(norms, np.finfo(np.float64).tiny))
+        scale = clip_factors(norms, median)
         return combine(np.where(kept, scale, 0.0) / kept.sum(), u)
