@@ -60,7 +60,7 @@ def test_flame_matches_hdbscan_clip_and_mean_and_drops_a_flipped_minority():
     d = sk_cosine_distances(u.astype(np.float64))
     np.fill_diagonal(d, 0.0)
     labels = HDBSCAN(
-        min_cluster_size=11, min_samples=1, metric="precomputed", allow_single_cluster=True
+        min_cluster_size=11, min_samples=1, metric="precomputed", allow_single_cluster=True, copy=True
     ).fit_predict(d)
     big = np.bincount(labels[labels >= 0]).argmax()
     admitted = labels == big
@@ -96,6 +96,36 @@ def test_signguard_matches_its_two_filters_and_clipped_mean():
     expected = sum(u[i] * min(1.0, med / norms[i]) for i in np.flatnonzero(kept)) / kept.sum()
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
     assert not ctx.signals["signguard_kept"][0] and not ctx.signals["signguard_kept"][1]
+
+
+def test_recommended_matches_its_five_steps_written_out():
+    u, _ = _round(n=20, dim=60, bad=3, shift=4.0)  # three long flipped updates: > 2 median norms
+    u[3] = -0.9 * u[3]  # a short flipped one: passes the norm filter, points away from the majority
+    u[4] *= 1.6  # a long honest one: kept, clipped to the median norm
+    w = np.full(20, 10.0)
+    w[5] = 1000.0  # claims 100 typical parties' examples: capped at 3 medians
+    w[6] = 20.0
+    out = make_aggregator("recommended", {}, num_parties=20, f_max=0.3)(u, w, ctx := _ctx(20))
+    x = u.astype(np.float64)
+    norms = np.linalg.norm(x, axis=1)
+    med = np.median(norms)
+    eligible = [i for i in range(20) if norms[i] <= 2.0 * med]
+    d = sk_cosine_distances(x)
+    np.fill_diagonal(d, 0.0)
+    labels = HDBSCAN(
+        min_cluster_size=11, min_samples=1, metric="precomputed", allow_single_cluster=True, copy=True
+    ).fit_predict(d)
+    big = np.bincount(labels[labels >= 0]).argmax()
+    clipped = [x[i] * min(1.0, med / norms[i]) for i in range(20)]
+    members = [i for i in range(20) if labels[i] == big]
+    center = sum(clipped[i] for i in members) / len(members)
+    kept = [i for i in eligible if i in members or float(x[i] @ center) > 0]
+    counts = {i: min(w[i], 3.0 * np.median(w)) for i in kept}
+    expected = sum(counts[i] * clipped[i] for i in kept) / sum(counts.values())
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    assert sorted(np.flatnonzero(ctx.signals["recommended_kept"])) == kept
+    assert not set(kept) & {0, 1, 2, 3} and {4, 5, 6} <= set(kept)
+    assert counts[5] == 30.0
 
 
 def test_krum_and_trimmed_mean_read_f_max_and_explicit_options_win():
