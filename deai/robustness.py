@@ -79,6 +79,7 @@ ASSUMPTIONS: dict[str, str] = {
     "flame": "an honest majority (median norm, majority cosine cluster)",
     "signguard": "an honest majority (median norm, largest sign cluster)",
     "recommended": "an honest majority (median norm, majority cosine cluster)",
+    "root_guided": "an honest median norm; a clean root set: {root} rows of the task owner's own data",
 }
 
 

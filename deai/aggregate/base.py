@@ -51,6 +51,7 @@ class Traits:
     private: bool
     streaming: bool
     stateful: bool
+    needs_root: bool  # reads the server's root-data update (ctx.signals['server_update'])
 
 
 def traits(rule: object) -> Traits:
@@ -61,4 +62,5 @@ def traits(rule: object) -> Traits:
         private=bool(getattr(rule, "private", False)),
         streaming=bool(getattr(rule, "streaming", False)),
         stateful=callable(getattr(rule, "state", None)) and callable(getattr(rule, "load", None)),
+        needs_root=bool(getattr(rule, "needs_root", False)),
     )

@@ -149,7 +149,7 @@ class Simulation:
             control = ServerControl(
                 model.layout.dim, np.ones(fed.num_parties) if uniform else fed.train_sizes
             )
-        root = self._fltrust_root() if traits(self.strategy.aggregator).name == "fltrust" else None
+        root = self._fltrust_root() if traits(self.strategy.aggregator).needs_root else None
         self.server = ServerProgram(
             cfg,
             model,

@@ -26,6 +26,7 @@ KWARGS = {
     "flame": {},
     "signguard": {},
     "recommended": {},
+    "root_guided": {"server_update": lambda ctx: np.ones(DIM, np.float32)},
 }
 STATEFUL = ["centered_clipping", "foolsgold", "reputation"]
 
@@ -94,6 +95,7 @@ def test_weights_of_the_wrong_shape_are_rejected(name):
         ("centered_clipping", {"clip_radius": float("inf")}, "clip_radius"),
         ("norm_bound", {"max_norm": -1.0}, "max_norm"),
         ("fltrust", {"server_update": np.ones(3)}, "server_update"),
+        ("root_guided", {"server_update": np.ones(3)}, "server_update"),
         ("foolsgold", {"num_parties": 0}, "num_parties"),
         ("reputation", {"num_parties": 5, "decay": 1.0}, "decay"),
         ("reputation", {"num_parties": 5, "initial_reputation": 2.0}, "initial_reputation"),
@@ -148,7 +150,7 @@ def test_results_do_not_depend_on_the_number_of_threads(name, monkeypatch):
     updates = (rng.standard_normal((PARTIES, 40_000)) + 0.1).astype(np.float32)  # several column blocks
     weights = rng.integers(1, 100, PARTIES).astype(np.float64)
     kwargs = dict(KWARGS[name])
-    if name == "fltrust":
+    if name in ("fltrust", "root_guided"):
         kwargs["server_update"] = lambda ctx: np.full(40_000, 0.1, np.float32)
     results = []
     for threads in (1, 3):

@@ -128,6 +128,31 @@ def test_recommended_matches_its_five_steps_written_out():
     assert counts[5] == 30.0
 
 
+def test_root_guided_keeps_the_majority_or_the_root_half_space():
+    u, direction = _round(n=20, dim=60, bad=3, shift=4.0)  # three long flipped: over 2 median norms
+    u[3] = -0.9 * u[3]  # short and flipped: outside the majority cluster and against g0
+    u[4] = -0.3 * u[4] + 0.5 * direction  # outside the majority cluster but along g0: readmitted
+    w = np.full(20, 10.0)
+    g0 = direction.astype(np.float32)
+    ctx = _ctx(20)
+    ctx.signals["server_update"] = g0
+    out = make_aggregator("root_guided", {}, num_parties=20, f_max=0.3)(u, w, ctx)
+    x = u.astype(np.float64)
+    norms = np.linalg.norm(x, axis=1)
+    med = np.median(norms)
+    d = sk_cosine_distances(x)
+    np.fill_diagonal(d, 0.0)
+    labels = HDBSCAN(
+        min_cluster_size=11, min_samples=1, metric="precomputed", allow_single_cluster=True, copy=True
+    ).fit_predict(d)
+    big = np.bincount(labels[labels >= 0]).argmax()
+    kept = [i for i in range(20) if norms[i] <= 2 * med and (labels[i] == big or float(x[i] @ g0) > 0)]
+    expected = sum(x[i] * min(1.0, med / norms[i]) for i in kept) / len(kept)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    assert sorted(np.flatnonzero(ctx.signals["root_guided_kept"])) == kept
+    assert not set(kept) & {0, 1, 2, 3} and 4 in kept and labels[4] != big
+
+
 def test_krum_and_trimmed_mean_read_f_max_and_explicit_options_win():
     u, _ = _round(n=30, bad=9)
     np.testing.assert_array_equal(
@@ -156,10 +181,12 @@ def test_norm_bound_and_centered_clipping_estimate_their_scale_from_the_round():
     np.testing.assert_allclose(ctx.signals["centered_clipping_scale"], scale, rtol=1e-6)  # center starts at 0
 
 
-@pytest.mark.parametrize("rule", ["dnc", "flame", "signguard", "recommended"])
+@pytest.mark.parametrize("rule", ["dnc", "flame", "signguard", "recommended", "root_guided"])
 def test_a_flipped_minority_barely_moves_the_root_free_rules(rule):
     u, direction = _round(n=40, dim=200, bad=12, shift=4.0)
     honest = u[12:].mean(axis=0)
-    out = make_aggregator(rule, {}, num_parties=40, f_max=0.3)(u, np.ones(40), _ctx(40))
+    ctx = _ctx(40)
+    ctx.signals["server_update"] = u[12:].mean(axis=0)  # a root update that agrees with the honest ones
+    out = make_aggregator(rule, {}, num_parties=40, f_max=0.3)(u, np.ones(40), ctx)
     mean_error = np.linalg.norm(u.mean(axis=0) - honest)
     assert np.linalg.norm(out - honest) < 0.2 * mean_error

@@ -9,7 +9,8 @@ Threat model (details and assumptions in each rule's docstring):
 - a Byzantine minority sending arbitrary updates: median, trimmed_mean (fewer than ``beta P`` per side),
   krum, multi_krum (``n >= 2f + 3``), bulyan (``n >= 4f + 3``), geometric_median (less than half the
   weight), centered_clipping (``f`` parties move the result at most ``f tau / n`` per iteration);
-- any number of Byzantine parties, given a clean root data set on the server: fltrust;
+- any number of Byzantine parties, given a clean root data set on the server: fltrust; root_guided (with
+  an honest median norm);
 - one party's outsized influence, e.g. a scaled backdoor: norm_bound (not many small coordinated changes);
 - Sybils sending similar updates: foolsgold (not a lone attacker; honest parties with near-identical data
   are down-weighted too);
@@ -34,6 +35,7 @@ from deai.aggregate.robust.median import CoordinateMedian
 from deai.aggregate.robust.norm_bound import NormBound
 from deai.aggregate.robust.recommended import Recommended
 from deai.aggregate.robust.reputation import ReputationWeightedMean
+from deai.aggregate.robust.root_guided import RootGuided
 from deai.aggregate.robust.signguard import SignGuard
 from deai.aggregate.robust.trimmed_mean import TrimmedMean
 
@@ -55,6 +57,7 @@ RULES: dict[str, type] = {
         FLAME,
         SignGuard,
         Recommended,
+        RootGuided,
     )
 }
 
@@ -82,6 +85,7 @@ __all__ = [
     "NormBound",
     "Recommended",
     "ReputationWeightedMean",
+    "RootGuided",
     "SignGuard",
     "TrimmedMean",
     "make_robust",

@@ -22,6 +22,33 @@ log = logging.getLogger(__name__)
 SERVER_UPDATE = "server_update"
 
 
+def server_update_of(
+    ctx: RoundContext, dim: int, server_update: Callable[[RoundContext], np.ndarray] | None = None
+) -> np.ndarray:
+    """The round's root-data update ``g0``: ``ctx.signals["server_update"]`` if set, else
+    ``server_update(ctx)``; a finite ``[dim]`` float32 array, or a ``ValueError`` saying how to give one."""
+    if SERVER_UPDATE in ctx.signals:
+        g0 = ctx.signals[SERVER_UPDATE]
+    elif server_update is not None:
+        g0 = server_update(ctx)
+    else:
+        raise ValueError(
+            "this rule needs the server's root-data update: put it in ctx.signals['server_update'] or "
+            "construct the rule with server_update=callable"
+        )
+    g0 = np.asarray(g0, dtype=np.float32)
+    if g0.shape != (dim,) or not np.isfinite(g0).all():
+        raise ValueError(f"server_update must be a finite [dim] = ({dim},) array; got shape {g0.shape}")
+    return g0
+
+
+def check_server_update(server_update: object) -> None:
+    if server_update is not None and not callable(server_update):
+        raise ValueError(
+            f"server_update must be a callable ctx -> [dim] array or None; got {server_update!r}"
+        )
+
+
 class FLTrust:
     """Trust-weighted mean of updates rescaled to the server update's norm.
 
@@ -38,33 +65,16 @@ class FLTrust:
     """
 
     name = "fltrust"
+    needs_root = True
 
     def __init__(self, *, server_update: Callable[[RoundContext], np.ndarray] | None = None) -> None:
-        if server_update is not None and not callable(server_update):
-            raise ValueError(
-                f"server_update must be a callable ctx -> [dim] array or None; got {server_update!r}"
-            )
+        check_server_update(server_update)
         self.server_update = server_update
-
-    def _root_update(self, ctx: RoundContext, dim: int) -> np.ndarray:
-        if SERVER_UPDATE in ctx.signals:
-            g0 = ctx.signals[SERVER_UPDATE]
-        elif self.server_update is not None:
-            g0 = self.server_update(ctx)
-        else:
-            raise ValueError(
-                "fltrust needs the server's root-data update: put it in ctx.signals['server_update'] or "
-                "construct FLTrust(server_update=callable)"
-            )
-        g0 = np.asarray(g0, dtype=np.float32)
-        if g0.shape != (dim,) or not np.isfinite(g0).all():
-            raise ValueError(f"server_update must be a finite [dim] = ({dim},) array; got shape {g0.shape}")
-        return g0
 
     def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
         u, _ = check_round(updates, weights)
         n, dim = u.shape
-        g0 = self._root_update(ctx, dim)
+        g0 = server_update_of(ctx, dim, self.server_update)
         g0_norm = float(np.sqrt(row_sq_norms(g0[None])[0]))
         norms = np.sqrt(row_sq_norms(u, ctx))
         usable = norms > 0

@@ -53,14 +53,23 @@ class Recommended:
         u, w = check_round(updates, weights)
         g = checked_gram(u, ctx)
         norms = np.sqrt(np.maximum(np.diag(g), 0.0))
-        eligible = norms <= NORM_CAP * np.median(norms)
         scale = clip_factors(norms)
         cluster = majority_cluster(cosine_distances(g))
         center = combine(np.where(cluster, scale, 0.0) / cluster.sum(), u)  # a direction: unweighted
-        kept = (cluster | (row_dots(u, center) > 0)) & eligible
+        kept = (cluster | (row_dots(u, center) > 0)) & within_norm_cap(norms)
         ctx.signals["recommended_kept"] = kept.astype(np.float64)
         ctx.signals["recommended_scale"] = scale
-        share = np.where(kept, np.minimum(w, COUNT_CAP * np.median(w)), 0.0)
-        if share.sum() <= 0:  # the kept parties claim no examples: count each once
-            share = kept.astype(np.float64)
-        return combine(scale * share / share.sum(), u)
+        return capped_count_mean(u, w, kept, scale)
+
+
+def within_norm_cap(norms: np.ndarray) -> np.ndarray:
+    """Step 1: the updates no longer than ``NORM_CAP`` median norms."""
+    return norms <= NORM_CAP * np.median(norms)
+
+
+def capped_count_mean(u: np.ndarray, w: np.ndarray, kept: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Step 5: the clipped kept rows averaged by example counts capped at ``COUNT_CAP`` medians."""
+    share = np.where(kept, np.minimum(w, COUNT_CAP * np.median(w)), 0.0)
+    if share.sum() <= 0:  # the kept parties claim no examples: count each once
+        share = kept.astype(np.float64)
+    return combine(scale * share / share.sum(), u)
