@@ -44,10 +44,13 @@ def build_rules(parties: int, byzantine: int, scale: float) -> dict[str, Callabl
         "flame": make_robust("flame"),
         "signguard": make_robust("signguard"),
         "recommended": make_robust("recommended"),
+        "root_guided": make_robust("root_guided"),
     }
 
 
-def run(parties: int, dim: int, byzantine: int, repeats: int, seed: int) -> dict[str, float]:
+def run(
+    parties: int, dim: int, byzantine: int, repeats: int, seed: int, only: tuple[str, ...] = ()
+) -> dict[str, float]:
     """Minimum seconds per rule over ``repeats`` interleaved calls."""
     rng = np.random.default_rng(seed)
     updates = rng.standard_normal((parties, dim), dtype=np.float32)
@@ -55,6 +58,12 @@ def run(parties: int, dim: int, byzantine: int, repeats: int, seed: int) -> dict
     weights = rng.integers(10, 1000, parties).astype(np.float64)
     server_update = rng.standard_normal(dim, dtype=np.float32)
     rules = build_rules(parties, byzantine, scale=float(np.sqrt(dim)))
+    unknown = set(only) - set(rules)
+    if unknown:
+        names = ", ".join(sorted(unknown))
+        raise SystemExit(f"--only: unknown rule(s) {names}; choose from {', '.join(rules)}")
+    if only:
+        rules = {k: v for k, v in rules.items() if k == "mean" or k in only}
     best = dict.fromkeys(rules, float("inf"))
     for r in range(repeats):
         for name, rule in rules.items():
@@ -74,8 +83,10 @@ def main() -> None:
     ap.add_argument("--byzantine", type=int, default=10, help="f for the rules that assume one")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", default="", help="comma-separated rules to time besides mean (default: all)")
     a = ap.parse_args()
-    best = run(a.parties, a.dim, a.byzantine, a.repeats, a.seed)
+    only = tuple(x for x in a.only.split(",") if x)
+    best = run(a.parties, a.dim, a.byzantine, a.repeats, a.seed, only)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(
         f"[{a.parties}, {a.dim}] float32, f={a.byzantine}, min of {a.repeats}; "
