@@ -1,0 +1,262 @@
+"""The run's ledger: an append-only, hash-chained, signed event log in SQLite (``RUN_DIR/ledger.db``).
+
+Entry ``seq`` is the canonical JSON of ``{v, task, seq, prev, kind, round, signer, body}``; its hash is
+SHA-256 of a domain tag and that text, and its signature is the signer's Ed25519 signature of the hash. So
+a signature binds the task, the position, the round and the signer: an entry replayed into another run,
+moved to another place or claimed by another key fails. Entry 0 is ``task_created``, signed by the task
+owner, and carries the owner's public key; ``joined`` entries, signed by the owner, register every other
+key with its role; an entry signed by a key the chain has not registered fails. Truncating the tail is
+caught against a published head: ``{task, entries, hash}`` signed by the owner, written with the run's
+results. Each append is one SQLite transaction (WAL, synchronous FULL), so a kill leaves the chain as it
+was before or after the append, never between.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deai import jsonio
+from deai.verify.identity import Identity, key_id, verify_signature
+
+VERSION = 1
+GENESIS = "0" * 64  # the ``prev`` of entry 0
+_ENTRY_TAG = b"deai-ledger-entry-v1\x00"
+_HEAD_TAG = b"deai-ledger-head-v1\x00"
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, "
+    "entry TEXT NOT NULL, signature TEXT NOT NULL)"
+)
+
+
+class LedgerError(ValueError):
+    """A ledger file that cannot be opened as a deai ledger (missing, not SQLite, another schema)."""
+
+
+def canonical(value: Any) -> str:
+    """The one text of ``value``: strict JSON, sorted keys, no spaces, UTF-8 kept as is."""
+    return jsonio.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def entry_hash(text: str) -> str:
+    return hashlib.sha256(_ENTRY_TAG + text.encode()).hexdigest()
+
+
+def head_message(task: str, entries: int, head_hash: str) -> bytes:
+    return _HEAD_TAG + canonical({"task": task, "entries": entries, "hash": head_hash}).encode()
+
+
+def _connect(path: Path, *, create: bool) -> sqlite3.Connection:
+    path = Path(path)
+    if not create and not path.is_file():
+        raise LedgerError(f"ledger {path} does not exist")
+    uri = f"file:{path}?mode={'rwc' if create else 'ro'}"
+    try:
+        db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+        if create:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute(_SCHEMA)
+        columns = [row[1] for row in db.execute("PRAGMA table_info(entries)")]
+    except sqlite3.DatabaseError as err:
+        raise LedgerError(f"{path} is not a deai ledger (SQLite says: {err})") from None
+    if columns != ["seq", "hash", "entry", "signature"]:
+        db.close()
+        raise LedgerError(f"{path} is not a deai ledger: it has no entries table of the ledger's schema")
+    return db
+
+
+@dataclass(frozen=True)
+class Head:
+    """What a run publishes so that a shortened ledger is caught: count, last hash, owner's signature."""
+
+    task: str
+    entries: int
+    hash: str
+    signature: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "entries": self.entries, "hash": self.hash, "signature": self.signature}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Head:
+        try:
+            return cls(str(data["task"]), int(data["entries"]), str(data["hash"]), str(data["signature"]))
+        except (KeyError, TypeError, ValueError):
+            raise ValueError("a ledger head needs task, entries, hash and signature") from None
+
+
+class Ledger:
+    """Append signed entries to ``path``; the writer of a run. Reading and checking is :func:`verify`."""
+
+    def __init__(self, path: Path, task: str) -> None:
+        self.path, self.task = Path(path), task
+        self._db = _connect(self.path, create=True)
+        last = self._db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+        self._next, self._prev = (0, GENESIS) if last is None else (last[0] + 1, last[1])
+
+    def __len__(self) -> int:
+        return self._next
+
+    def close(self) -> None:
+        self._db.close()
+
+    def append(self, kind: str, body: dict[str, Any], signer: Identity, round_: int | None = None) -> str:
+        """Append one entry in one transaction; return its hash."""
+        entry = {
+            "v": VERSION,
+            "task": self.task,
+            "seq": self._next,
+            "prev": self._prev,
+            "kind": kind,
+            "round": round_,
+            "signer": signer.id,
+            "body": body,
+        }
+        text = canonical(entry)
+        digest = entry_hash(text)
+        signature = signer.sign(bytes.fromhex(digest)).hex()
+        with self._db:  # one transaction: the row is all there or not there
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("INSERT INTO entries VALUES (?, ?, ?, ?)", (self._next, digest, text, signature))
+        self._next, self._prev = self._next + 1, digest
+        return digest
+
+    def head(self, owner: Identity) -> Head:
+        signature = owner.sign(head_message(self.task, self._next, self._prev)).hex()
+        return Head(self.task, self._next, self._prev, signature)
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        for (text,) in self._db.execute("SELECT entry FROM entries ORDER BY seq"):
+            yield json.loads(text)
+
+
+@dataclass
+class Verdict:
+    """The outcome of :func:`verify`: strict-JSON ready with :meth:`as_dict`."""
+
+    valid: bool
+    entries: int
+    head: str | None
+    first_bad: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"valid": self.valid, "entries": self.entries, "head": self.head, "first_bad": self.first_bad}
+
+
+def _check_entry(
+    seq: int, stored_hash: str, text: str, signature: str, prev: str, task: str | None, keys: dict
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The parsed entry, or ``(None, reason)`` for the first thing wrong with it."""
+    try:
+        entry = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None, "the entry is not JSON"
+    if not isinstance(entry, dict) or canonical(entry) != text:
+        return None, "the entry is not in canonical form"
+    if entry_hash(text) != stored_hash:
+        return None, "the entry's hash does not match its content"
+    if entry.get("v") != VERSION:
+        return None, f"unknown entry version {entry.get('v')!r}"
+    if entry.get("seq") != seq:
+        return None, f"entry at position {seq} says it is entry {entry.get('seq')!r} (reordered or moved)"
+    if entry.get("prev") != prev:
+        return None, "the entry does not link to the one before it (an entry was removed or reordered)"
+    if task is not None and entry.get("task") != task:
+        return None, f"the entry belongs to task {entry.get('task')!r}, not {task!r} (replayed)"
+    if not isinstance(entry.get("body"), dict):
+        return None, "the entry has no body"
+    signer = entry.get("signer")
+    if seq == 0:
+        if entry.get("kind") != "task_created":
+            return None, "the first entry is not task_created"
+        try:
+            owner_key = bytes.fromhex(entry["body"]["owner_key"])
+        except (KeyError, TypeError, ValueError):
+            return None, "task_created carries no owner_key"
+        if key_id(owner_key) != signer:
+            return None, "task_created is not signed by the owner key it carries"
+        keys[signer] = (owner_key, "owner")
+    if signer not in keys:
+        return None, f"signed by {signer!r}, a key the ledger never registered"
+    public_key, _ = keys[signer]
+    try:
+        sig = bytes.fromhex(signature)
+    except ValueError:
+        return None, "the signature is not hex"
+    if not verify_signature(public_key, sig, bytes.fromhex(stored_hash)):
+        return None, "the signature does not verify with the signer's key"
+    return entry, None
+
+
+def _register(entry: dict[str, Any], keys: dict) -> str | None:
+    """Apply a ``joined`` entry to the key registry; the reason it is invalid, if it is."""
+    if entry["kind"] != "joined":
+        return None
+    if keys.get(entry["signer"], (None, None))[1] != "owner":
+        return "a joined entry must be signed by the task owner"
+    body = entry["body"]
+    try:
+        public_key = bytes.fromhex(body["public_key"])
+        role = str(body["role"])
+    except (KeyError, TypeError, ValueError):
+        return "a joined entry needs public_key (hex) and role"
+    keys[key_id(public_key)] = (public_key, role)
+    return None
+
+
+def verify(path: Path, head: Head | None = None) -> Verdict:
+    """Re-check every entry's hash, link, position, task and signature, and the chain against ``head``.
+
+    Raises :class:`LedgerError` only when ``path`` is not a ledger at all; a ledger that is one but is
+    wrong gives ``valid=False`` with the first bad entry and the reason.
+    """
+    db = _connect(path, create=False)
+    try:
+        rows = db.execute("SELECT seq, hash, entry, signature FROM entries ORDER BY seq")
+        keys: dict[str, tuple[bytes, str]] = {}
+        prev, task, count = GENESIS, None, 0
+        for seq, stored_hash, text, signature in rows:
+            entry, reason = _check_entry(count, stored_hash, text, signature, prev, task, keys)
+            if entry is None and seq != count:
+                reason = f"entry {count} is missing (the next stored entry is {seq})"
+            if entry is not None:
+                reason = _register(entry, keys)
+            if reason is not None:
+                return Verdict(False, count, prev if count else None, {"seq": count, "reason": reason})
+            task = entry["task"]
+            prev, count = stored_hash, count + 1
+    finally:
+        db.close()
+    last = prev if count else None
+    if count == 0:
+        return Verdict(False, 0, None, {"seq": 0, "reason": "the ledger has no entries"})
+    if head is not None:
+        owner_key = next(k for k, role in keys.values() if role == "owner")
+        if head.task != task:
+            return Verdict(False, count, last, {"seq": count, "reason": "the head is for another task"})
+        try:
+            head_sig = bytes.fromhex(head.signature)
+        except ValueError:
+            head_sig = b""
+        if not verify_signature(owner_key, head_sig, head_message(head.task, head.entries, head.hash)):
+            reason = "the head is not signed by the owner"
+            return Verdict(False, count, last, {"seq": count, "reason": reason})
+        if head.entries != count or head.hash != last:
+            where = min(count, head.entries)
+            return Verdict(
+                False,
+                count,
+                last,
+                {
+                    "seq": where,
+                    "reason": f"the ledger has {count} entries ending {last[:12]}…, the published head "
+                    f"{head.entries} ending {head.hash[:12]}… (truncated or extended)",
+                },
+            )
+    return Verdict(True, count, last)
