@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from rich.markup import escape
 
@@ -363,6 +366,121 @@ def cmd_privacy_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ledger_target(path_arg: str) -> tuple[Path, Path | None]:
+    """``PATH`` as (ledger file, summary.json beside it or None): a run directory or a ledger file."""
+    path = Path(path_arg)
+    if path.is_dir():
+        ledger, summary = path / "ledger.db", path / "summary.json"
+    else:
+        ledger, summary = path, path.with_name("summary.json")
+    return ledger, summary if summary.is_file() else None
+
+
+def _published_head(summary: Path) -> Any:
+    from deai.verify.ledger import Head
+
+    try:
+        data = json.loads(summary.read_text())
+        return Head.from_dict(data["ledger"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ConfigError(f"--summary {summary}: no ledger head in it ({type(err).__name__})") from None
+
+
+def cmd_ledger_verify(args: argparse.Namespace) -> int:
+    from deai.verify.ledger import LedgerError, verify
+
+    ledger, beside = _ledger_target(args.path)
+    summary = Path(args.summary) if args.summary else (None if args.head else beside)
+    head = _published_head(summary) if summary is not None else None
+    try:
+        verdict = verify(ledger, head)
+    except LedgerError as err:
+        raise ConfigError(str(err)) from None
+    if verdict.valid and args.head and verdict.head != args.head:
+        verdict.valid = False
+        verdict.first_bad = {
+            "seq": verdict.entries,
+            "reason": f"the ledger ends at {verdict.head}, not at the given --head (truncated or extended)",
+        }
+    out = verdict.as_dict()
+    if args.json:
+        print(jsonio.dumps(out))
+    checked = "the signed head in " + str(summary) if head is not None else ("--head" if args.head else "")
+    if verdict.valid:
+        against = f", matching {escape(checked)}" if checked else " (no published head given: a cut tail "
+        against += "" if checked else "would not show; pass --head or --summary)"
+        say(f"[green]valid[/]: {verdict.entries} entries, head {verdict.head}{against}")
+        return 0
+    bad = verdict.first_bad or {}
+    say(f"[bold red]invalid[/]: entry {bad.get('seq')}: {escape(str(bad.get('reason')))}")
+    return 1
+
+
+def cmd_ledger_show(args: argparse.Namespace) -> int:
+    from deai.verify.ledger import LedgerError, read_entries
+
+    ledger, _ = _ledger_target(args.path)
+    try:
+        rows = [e for e in read_entries(ledger) if args.round is None or e.get("round") == args.round]
+    except LedgerError as err:
+        raise ConfigError(str(err)) from None
+    if args.json:
+        print(jsonio.dumps(rows))
+        return 0
+    for e in rows:
+        body = e.get("body", {})
+        where = f"round {e['round']}" if e.get("round") is not None else "task"
+        if e.get("kind") == "round_result":
+            rejected = body.get("rejected") or {}
+            detail = (
+                f"model {str(body.get('model_sha256'))[:12]}…, {len(body.get('participants', []))} accepted, "
+                f"{len(rejected)} rejected"
+                + (f" ({', '.join(sorted(set(rejected.values())))})" if rejected else "")
+                + (f", updates root {str(body['updates_root'])[:12]}…" if body.get("updates_root") else "")
+            )
+        elif e.get("kind") == "task_created":
+            detail = f"task {body.get('task')}, config {str(body.get('config_sha256'))[:12]}…"
+        elif e.get("kind") == "joined":
+            detail = f"{body.get('role')} {str(body.get('public_key'))[:12]}…"
+        else:
+            detail = jsonio.dumps(body)[:100]
+        print(f"{e.get('seq'):>6}  {where:<10} {e.get('kind'):<13} by {str(e.get('signer'))[:8]}  {detail}")
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from deai.verify.identity import Identity
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise ConfigError(f"--out {out} exists; pass --force to overwrite it or choose another path")
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out {out}: directory {out.parent} does not exist")
+    passphrase = None
+    if args.passphrase_env:
+        passphrase = os.environ.get(args.passphrase_env)
+        if not passphrase:
+            raise ConfigError(f"--passphrase-env {args.passphrase_env}: that environment variable is empty")
+    try:
+        identity = Identity.generate(args.role)
+    except ValueError as err:
+        raise ConfigError(f"--role: {err}") from None
+    identity.save(out, passphrase)
+    result = {
+        "path": str(out),
+        "role": identity.role,
+        "id": identity.id,
+        "public_key": identity.public_key.hex(),
+    }
+    if args.json:
+        print(jsonio.dumps(result))
+    say(
+        f"{identity.role} key {identity.id} written to {escape(str(out))}"
+        + (" (encrypted)" if passphrase else "")
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deai", description="Decentralized AI: learn together without moving data."
@@ -492,6 +610,31 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--rounds", type=int, default=60, help="rounds of each clinic run (default 60)")
     p_demo.add_argument("--json", action="store_true")
     p_demo.set_defaults(func=cmd_demo)
+
+    p_led = sub.add_parser("ledger", help="check or read a run's tamper-evident ledger")
+    lsub = p_led.add_subparsers(dest="ledger_command", required=True)
+    p = lsub.add_parser("verify", help="re-check every hash, link and signature; exit 0 valid, 1 not")
+    p.add_argument("path", help="a run directory or its ledger.db")
+    p.add_argument("--head", help="the published head hash the ledger must end at")
+    p.add_argument(
+        "--summary",
+        help="a summary.json whose signed ledger head to check against (default: the run directory's own)",
+    )
+    p.add_argument("--json", action="store_true", help='print {"valid", "entries", "head", "first_bad"}')
+    p.set_defaults(func=cmd_ledger_verify)
+    p = lsub.add_parser("show", help="the ledger's history, one line per entry")
+    p.add_argument("path", help="a run directory or its ledger.db")
+    p.add_argument("--round", type=int, help="only this round's entries")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ledger_show)
+
+    p_key = sub.add_parser("keygen", help="make an Ed25519 key file (OS entropy)")
+    p_key.add_argument("--role", required=True, help="owner, aggregator, validator or party")
+    p_key.add_argument("--out", required=True, help="key file to write (mode 0600)")
+    p_key.add_argument("--passphrase-env", help="encrypt with the passphrase in this environment variable")
+    p_key.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p_key.add_argument("--json", action="store_true")
+    p_key.set_defaults(func=cmd_keygen)
     return parser
 
 

@@ -140,6 +140,13 @@ def test_kill_9_then_resume_reaches_the_same_final_model(tmp_path):
     assert out["model_hash"] == ref_hash
     rounds = [json.loads(x)["round"] for x in metrics.read_text().splitlines()]
     assert rounds == list(range(1, 41))
+    # the ledger goes on with the same chain: every round once, the last one's model is the final model
+    check = deai("ledger", "verify", str(crash_dir), "--json", cwd=tmp_path)
+    assert check.returncode == 0 and json.loads(check.stdout)["valid"], check.stderr
+    shown = json.loads(deai("ledger", "show", str(crash_dir), "--json", cwd=tmp_path).stdout)
+    results = [e for e in shown if e["kind"] == "round_result"]
+    assert [e["round"] for e in results] == list(range(1, 41))
+    assert results[-1]["body"]["model_sha256"] == out["model_hash"]
 
 
 def test_resume_of_a_missing_directory_is_a_clear_error(tmp_path):

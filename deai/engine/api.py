@@ -35,6 +35,7 @@ from deai.engine.simulation import Simulation
 from deai.messages import RoundRecord
 from deai.models import MLP, LogisticRegression, Model
 from deai.params import params_hash, save_params
+from deai.verify.run_ledger import RunLedger
 
 OnRound = Callable[[dict[str, Any]], None]
 OnRecord = Callable[[RoundRecord], None]
@@ -56,6 +57,7 @@ class Result:
     privacy: dict[str, Any] | None = None
     stopped: str | None = None
     diverged: bool = False
+    ledger: dict[str, Any] | None = None  # the ledger's path and its signed head (task, entries, hash)
 
     def summary(self) -> dict[str, Any]:
         """The machine-readable summary printed by ``deai run --json``."""
@@ -77,6 +79,8 @@ class Result:
             out["stopped"] = self.stopped
         if self.diverged:
             out["diverged"] = True
+        if self.ledger is not None:
+            out["ledger"] = self.ledger
         return out
 
 
@@ -185,12 +189,24 @@ def _execute(
         if on_round is not None:
             on_round(m)
 
+    ledger = None if rd is None else RunLedger(rd.path, cfg.to_toml(), cfg.run.name, sim.model.layout)
+    subscriber = on_record
+    if ledger is not None:
+
+        def subscriber(record: RoundRecord) -> None:
+            ledger(record)  # before the round's checkpoint: the ledger is never behind it
+            if on_record is not None:
+                on_record(record)
+
     try:
-        sim.run(after_round, on_record)
+        sim.run(after_round, subscriber)
     except KeyboardInterrupt as err:
         if rd is None:
             raise
         raise RunInterrupted(rd.path, err) from None
+    finally:
+        if ledger is not None:
+            ledger.close()
     st = sim.state
     last = st.history[-1] if st.history else {}
     if "accuracy" not in last:  # e.g. a run that diverged in its first round: score the model it kept
@@ -221,6 +237,7 @@ def _execute(
         privacy=_privacy_summary(cfg, sim),
         stopped=sim.stopped,
         diverged=sim.diverged,
+        ledger=None if ledger is None else {"path": str(ledger.path), **ledger.head().as_dict()},
     )
     if rd is not None:
         with rd.writing(rd.path / "final.npz"):

@@ -136,6 +136,21 @@ class Ledger:
             yield json.loads(text)
 
 
+def read_entries(path: Path) -> list[dict[str, Any]]:
+    """Every entry of the ledger at ``path`` as stored (unchecked: :func:`verify` checks), read-only."""
+    db = _connect(path, create=False)
+    try:
+        out = []
+        for (text,) in db.execute("SELECT entry FROM entries ORDER BY seq"):
+            try:
+                out.append(json.loads(text))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                out.append({"kind": "unreadable"})
+        return out
+    finally:
+        db.close()
+
+
 @dataclass
 class Verdict:
     """The outcome of :func:`verify`: strict-JSON ready with :meth:`as_dict`."""
