@@ -227,6 +227,12 @@ class ValidationSection(_Strict):
     max_update_norm: float | None = Field(None, gt=0, description="reject updates with a larger L2 norm")
 
 
+class LedgerSection(_Strict):
+    enabled: bool = Field(
+        True, description="keep RUN_DIR/ledger.db, a signed hash-chained record of every round (written runs)"
+    )
+
+
 class PrivacySection(_Strict):
     """Differential privacy (deai.privacy.dp): user-level DP-FedAvg and example-level DP-SGD."""
 
@@ -276,6 +282,7 @@ class ExperimentConfig(_Strict):
     attack: AttackSection = AttackSection()
     validation: ValidationSection = ValidationSection()
     privacy: PrivacySection = PrivacySection()
+    ledger: LedgerSection = LedgerSection()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ExperimentConfig:

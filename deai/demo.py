@@ -14,6 +14,7 @@ records to the others. Each trains locally on its own tests and only model updat
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 from pathlib import Path
@@ -160,6 +161,48 @@ def _collaboration_verdict(report: dict[str, Any]) -> str:
     )
 
 
+def _ledger_check(run_dir: Path, result: Result) -> list[dict[str, Any]]:
+    """Verify the run's ledger against the head it published, then a copy with one round's model hash
+    rewritten: the tampered copy must fail at that entry."""
+    import sqlite3
+
+    from deai.verify.ledger import Head, canonical, verify
+
+    head = Head.from_dict(result.ledger or {})
+    good = verify(run_dir / "ledger.db", head)
+    tampered = run_dir.with_name(run_dir.name + "-tampered.db")
+    shutil.copy(run_dir / "ledger.db", tampered)
+    with sqlite3.connect(tampered) as db:
+        seq, text = db.execute("SELECT seq, entry FROM entries WHERE entry LIKE '%\"round\":3,%'").fetchone()
+        entry = json.loads(text)
+        entry["body"]["model_sha256"] = "0" * 64  # claim another model for round 3
+        db.execute("UPDATE entries SET entry = ? WHERE seq = ?", (canonical(entry), seq))
+    bad = verify(tampered, head)
+    tampered.unlink()
+    return [
+        {
+            "ledger": "as written",
+            "entries": good.entries,
+            "verdict": "valid" if good.valid else f"INVALID: {good.first_bad}",
+            "detail": f"head {good.head[:16]}…, signed by the task owner; last round's model = final model: "
+            + ("yes" if _last_model(run_dir) == result.model_hash else "NO"),
+        },
+        {
+            "ledger": "round 3's model hash rewritten",
+            "entries": bad.entries,
+            "verdict": "caught" if not bad.valid else "NOT CAUGHT",
+            "detail": f"entry {bad.first_bad['seq']}: {bad.first_bad['reason']}" if bad.first_bad else "",
+        },
+    ]
+
+
+def _last_model(run_dir: Path) -> str | None:
+    from deai.verify.ledger import read_entries
+
+    results = [e for e in read_entries(run_dir / "ledger.db") if e.get("kind") == "round_result"]
+    return results[-1]["body"]["model_sha256"] if results else None
+
+
 def run_demo(out: str | Path = "runs/demo", rounds: int = 60) -> dict[str, Any]:
     with warnings.catch_warnings():
         # a few small clinics have every patient in the held-out set; the verdict counts who trains
@@ -183,6 +226,8 @@ def _run_demo(out: Path, rounds: int) -> dict[str, Any]:
     results = {
         a: _run(demo_config(a, rounds), f"{a} (seed 0, written)", out / a) for a in ("fedavg", "scaffold")
     }
+    ledger_rows = _ledger_check(out / "fedavg", results["fedavg"])
+    _table("Who did what: the clinic run's signed ledger, checked as an outsider would", ledger_rows)
 
     console.rule("[bold]2. Privacy: what the server, an attacker and a DP accountant see")
     secagg = _run(
@@ -255,13 +300,13 @@ def _run_demo(out: Path, rounds: int) -> dict[str, Any]:
 
     console.rule("[bold]3. Robustness: 10 of 50 sites send poisoned updates (sign flip x4)")
     rob_rows = []
-    for defence in ("mean", "median", "fltrust"):
+    for defence in ("mean", "median", "fltrust", "recommended"):
         cfg = _digits_config(
             f"attack-{defence}",
             30,
             50,
             data={"partition": "dirichlet", "alpha": 0.5},
-            strategy={"aggregator": defence, "local_epochs": 2, "fltrust_root_size": 200},
+            strategy={"aggregator": defence, "local_epochs": 2, "fltrust_root_size": 200, "f_max": 0.3},
             attack={"kind": "sign_flip", "fraction": 0.2, "options": {"scale": 4.0}},
         )
         r = _run(cfg, f"attack vs {defence}")
@@ -322,6 +367,7 @@ def _run_demo(out: Path, rounds: int) -> dict[str, Any]:
         "collaboration": collaboration,
         "privacy": privacy_rows + dp_rows,
         "robustness": rob_rows,
+        "ledger": ledger_rows,
     }
     (out / "summary.json").write_text(jsonio.dumps(summary, indent=2))
     console.print(f"report: [bold]{report.resolve()}[/]")

@@ -189,7 +189,8 @@ def _execute(
         if on_round is not None:
             on_round(m)
 
-    ledger = None if rd is None else RunLedger(rd.path, cfg.to_toml(), cfg.run.name, sim.model.layout)
+    keep = rd is not None and cfg.ledger.enabled
+    ledger = RunLedger(rd.path, cfg.to_toml(), cfg.run.name, sim.model.layout) if keep else None
     subscriber = on_record
     if ledger is not None:
 
