@@ -172,11 +172,16 @@ def _ledger_check(run_dir: Path, result: Result) -> list[dict[str, Any]]:
     good = verify(run_dir / "ledger.db", head)
     tampered = run_dir.with_name(run_dir.name + "-tampered.db")
     shutil.copy(run_dir / "ledger.db", tampered)
-    with sqlite3.connect(tampered) as db:
-        seq, text = db.execute("SELECT seq, entry FROM entries WHERE entry LIKE '%\"round\":3,%'").fetchone()
-        entry = json.loads(text)
-        entry["body"]["model_sha256"] = "0" * 64  # claim another model for round 3
-        db.execute("UPDATE entries SET entry = ? WHERE seq = ?", (canonical(entry), seq))
+    db = sqlite3.connect(tampered)
+    try:
+        with db:
+            query = "SELECT seq, entry FROM entries WHERE entry LIKE '%\"round\":3,%'"
+            seq, text = db.execute(query).fetchone()
+            entry = json.loads(text)
+            entry["body"]["model_sha256"] = "0" * 64  # claim another model for round 3
+            db.execute("UPDATE entries SET entry = ? WHERE seq = ?", (canonical(entry), seq))
+    finally:
+        db.close()
     bad = verify(tampered, head)
     tampered.unlink()
     return [

@@ -55,7 +55,12 @@ def _connect(path: Path, *, create: bool) -> sqlite3.Connection:
     path = Path(path)
     if not create and not path.is_file():
         raise LedgerError(f"ledger {path} does not exist")
-    uri = f"file:{path}?mode={'rwc' if create else 'ro'}"
+    if create:
+        uri = f"file:{path}?mode=rwc"
+    elif Path(f"{path}-wal").exists():  # committed appends not yet checkpointed (a killed writer): read them
+        uri = f"file:{path}?mode=ro"
+    else:  # nothing but the file: read it without creating -wal/-shm files beside it
+        uri = f"file:{path}?mode=ro&immutable=1"
     try:
         db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
         if create:
