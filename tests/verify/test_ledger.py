@@ -145,3 +145,47 @@ def test_merkle_root_and_proofs_match_a_brute_force_tree(n):
         assert not verify_inclusion(leaves[i] + b"!", i, n, proof, root)
         if n > 1:
             assert not verify_inclusion(leaves[i], (i + 1) % n, n, proof, root)
+
+
+def test_verify_changes_nothing_beside_the_ledger(tmp_path):
+    head = _chain(tmp_path / "l.db")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert verify(tmp_path / "l.db", head).valid
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.slow
+def test_sigkill_in_the_middle_of_appends_leaves_a_chain_that_verifies_and_continues(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    writer = (
+        "import sys\n"
+        "from deai.verify.identity import Identity\n"
+        "from deai.verify.ledger import Ledger\n"
+        "owner = Identity.generate('owner')\n"
+        "owner.save(sys.argv[2])\n"
+        "ledger = Ledger(sys.argv[1], 'task-k')\n"
+        "ledger.append('task_created', {'owner_key': owner.public_key.hex()}, owner)\n"
+        "for r in range(1, 10**6):\n"
+        "    ledger.append('round_result', {'model_sha256': '%064x' % r, 'pad': 'x' * 2000}, owner, r)\n"
+    )
+    path, key = tmp_path / "l.db", tmp_path / "owner.key"
+    proc = subprocess.Popen([sys.executable, "-c", writer, str(path), str(key)], env={**os.environ})
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and (not path.exists() or path.stat().st_size < 200_000):
+            time.sleep(0.01)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    verdict = verify(path)
+    assert verdict.valid and verdict.entries > 10, verdict
+    owner = Identity.load(key)
+    ledger = Ledger(path, "task-k")
+    assert len(ledger) == verdict.entries
+    ledger.append("round_result", {"model_sha256": "e" * 64}, owner, verdict.entries)
+    assert verify(path, ledger.head(owner)).valid
