@@ -86,7 +86,7 @@ def engine_overhead(parties: int, repeats: int, where: Path) -> tuple[float, flo
 
     cfg = {
         "run": {"rounds": 10, "seed": 0, "name": "bench"},
-        "data": {"dataset": "digits", "num_parties": parties},
+        "data": {"dataset": "digits", "num_parties": parties, "holdout_fraction": 0.2},
         "strategy": {"lr": 0.5},
     }
     best = {True: float("inf"), False: float("inf")}
