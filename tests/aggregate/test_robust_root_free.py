@@ -126,6 +126,9 @@ def test_recommended_matches_its_five_steps_written_out():
     assert sorted(np.flatnonzero(ctx.signals["recommended_kept"])) == kept
     assert not set(kept) & {0, 1, 2, 3} and {4, 5, 6} <= set(kept)
     assert counts[5] == 30.0
+    shares = ctx.signals["recommended_weight"]
+    np.testing.assert_allclose(shares[kept], [counts[i] / sum(counts.values()) for i in kept])
+    assert shares.sum() == pytest.approx(1.0) and not shares[[0, 1, 2, 3]].any()
 
 
 def test_root_guided_keeps_the_majority_or_the_root_half_space():

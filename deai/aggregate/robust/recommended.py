@@ -43,8 +43,9 @@ class Recommended:
     updates, and a mean weighted by capped example counts.
 
     No parameters: it assumes an honest majority and no attacker count, so the task's ``f_max`` is not
-    passed to it. ``ctx.signals["recommended_kept"]`` is 1 for each kept party and
-    ``ctx.signals["recommended_scale"]`` its clip factor.
+    passed to it. ``ctx.signals["recommended_kept"]`` is 1 for each kept party,
+    ``ctx.signals["recommended_scale"]`` its clip factor and ``ctx.signals["recommended_weight"]`` its share
+    of the weight.
     """
 
     name = "recommended"
@@ -59,7 +60,8 @@ class Recommended:
         kept = (cluster | (row_dots(u, center) > 0)) & within_norm_cap(norms)
         ctx.signals["recommended_kept"] = kept.astype(np.float64)
         ctx.signals["recommended_scale"] = scale
-        return capped_count_mean(u, w, kept, scale)
+        aggregate, ctx.signals["recommended_weight"] = capped_count_mean(u, w, kept, scale)
+        return aggregate
 
 
 def within_norm_cap(norms: np.ndarray) -> np.ndarray:
@@ -67,9 +69,13 @@ def within_norm_cap(norms: np.ndarray) -> np.ndarray:
     return norms <= NORM_CAP * np.median(norms)
 
 
-def capped_count_mean(u: np.ndarray, w: np.ndarray, kept: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Step 5: the clipped kept rows averaged by example counts capped at ``COUNT_CAP`` medians."""
+def capped_count_mean(
+    u: np.ndarray, w: np.ndarray, kept: np.ndarray, scale: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 5: the clipped kept rows averaged by example counts capped at ``COUNT_CAP`` medians; also each
+    party's share of that weight (0 for a dropped party)."""
     share = np.where(kept, np.minimum(w, COUNT_CAP * np.median(w)), 0.0)
     if share.sum() <= 0:  # the kept parties claim no examples: count each once
         share = kept.astype(np.float64)
-    return combine(scale * share / share.sum(), u)
+    share = share / share.sum()
+    return combine(scale * share, u), share

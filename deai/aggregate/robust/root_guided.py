@@ -34,7 +34,8 @@ class RootGuided:
 
     The root update comes as FLTrust's does (``ctx.signals["server_update"]``, or ``server_update=``).
     ``ctx.signals["root_guided_kept"]`` is 1 for each kept party, ``ctx.signals["root_guided_scale"]`` its
-    clip factor. If nothing is kept the result is the zero update.
+    clip factor, ``ctx.signals["root_guided_weight"]`` its share of the weight. If nothing is kept the result
+    is the zero update.
     """
 
     name = "root_guided"
@@ -55,5 +56,7 @@ class RootGuided:
         ctx.signals["root_guided_kept"] = kept.astype(np.float64)
         ctx.signals["root_guided_scale"] = scale
         if not kept.any():
+            ctx.signals["root_guided_weight"] = np.zeros(len(u))
             return np.zeros(u.shape[1], dtype=np.float32)
-        return capped_count_mean(u, w, kept, scale)
+        aggregate, ctx.signals["root_guided_weight"] = capped_count_mean(u, w, kept, scale)
+        return aggregate
