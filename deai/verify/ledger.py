@@ -144,9 +144,10 @@ class Ledger:
 def read_entries(path: Path) -> list[dict[str, Any]]:
     """Every entry of the ledger at ``path`` as stored (unchecked: :func:`verify` checks), read-only."""
     db = _connect(path, create=False)
+    db.text_factory = bytes
     try:
         out = []
-        for (text,) in db.execute("SELECT entry FROM entries ORDER BY seq"):
+        for (text,) in _rows(db.execute("SELECT entry FROM entries ORDER BY seq"), path):
             try:
                 out.append(json.loads(text))
             except (json.JSONDecodeError, UnicodeDecodeError):
@@ -230,6 +231,14 @@ def _register(entry: dict[str, Any], keys: dict) -> str | None:
     return None
 
 
+def _rows(cursor: sqlite3.Cursor, path: Path) -> Iterator[tuple]:
+    """The cursor's rows; a file damaged below the table (torn pages) is a :class:`LedgerError`."""
+    try:
+        yield from cursor
+    except sqlite3.DatabaseError as err:
+        raise LedgerError(f"{path} is damaged (SQLite says: {err}); it cannot be checked") from None
+
+
 def verify(path: Path, head: Head | None = None) -> Verdict:
     """Re-check every entry's hash, link, position, task and signature, and the chain against ``head``.
 
@@ -237,11 +246,17 @@ def verify(path: Path, head: Head | None = None) -> Verdict:
     wrong gives ``valid=False`` with the first bad entry and the reason.
     """
     db = _connect(path, create=False)
+    db.text_factory = bytes  # a flipped byte may leave a column that is not UTF-8: that is a bad entry
     try:
         rows = db.execute("SELECT seq, hash, entry, signature FROM entries ORDER BY seq")
         keys: dict[str, tuple[bytes, str]] = {}
         prev, task, count = GENESIS, None, 0
-        for seq, stored_hash, text, signature in rows:
+        for seq, *cols in _rows(rows, path):
+            try:
+                stored_hash, text, signature = (c.decode() if isinstance(c, bytes) else str(c) for c in cols)
+            except UnicodeDecodeError:
+                bad = {"seq": count, "reason": "the entry holds bytes that are not UTF-8 text"}
+                return Verdict(False, count, prev if count else None, bad)
             entry, reason = _check_entry(count, stored_hash, text, signature, prev, task, keys)
             if entry is None and seq != count:
                 reason = f"entry {count} is missing (the next stored entry is {seq})"

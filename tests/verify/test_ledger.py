@@ -189,3 +189,17 @@ def test_sigkill_in_the_middle_of_appends_leaves_a_chain_that_verifies_and_conti
     assert len(ledger) == verdict.entries
     ledger.append("round_result", {"model_sha256": "e" * 64}, owner, verdict.entries)
     assert verify(path, ledger.head(owner)).valid
+
+
+def test_damage_below_the_entries_is_one_clear_error_or_a_named_bad_entry(tmp_path):
+    path = tmp_path / "l.db"
+    head = _chain(path, rounds=40)
+    raw = path.read_bytes()
+    (tmp_path / "half.db").write_bytes(raw[: len(raw) // 2])  # a torn copy
+    with pytest.raises(LedgerError, match="malformed|damaged|not a deai ledger"):
+        verify(tmp_path / "half.db", head)
+    rows = [list(r) for r in _rows(path)]
+    rows[9][2] = rows[9][2].encode()[:-3] + b"\xff\xfe}"  # stored as bytes that are not UTF-8
+    _rewrite(path, [tuple(r) for r in rows])
+    bad = verify(path, head).first_bad
+    assert bad["seq"] == 9 and "UTF-8" in bad["reason"]
