@@ -8,7 +8,7 @@ descendants, e.g. Ray's workers) are measured from outside by benchmarks/procmem
     bash benchmarks/setup_flower.sh          # once: Flower 1.42 + Ray in benchmarks/.venv-flower
     .venv/bin/python benchmarks/bench_vs_flower.py [--sizes 10 100 1000] [--deai-only-sizes 10000]
 
-Writes benchmarks/results/vs_flower.{json,md} and prints the Markdown table.
+Writes benchmarks/results/vs_flower.{json,md} (with --ledger: vs_flower_ledger.*) and prints the table.
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ def measure(cmd: list[str], timeout: float) -> dict:
     return out
 
 
-def side(name: str, parties: int, replicate: int, timeout: float) -> dict:
+def side(name: str, parties: int, replicate: int, timeout: float, ledger: bool = False) -> dict:
     args = ["--parties", str(parties), "--rounds", "10", "--seed", "0", "--replicate", str(replicate)]
+    if name == "deai" and ledger:
+        args.append("--ledger")
     if name == "flower":
         return measure([str(FLOWER_PY), str(HERE / "flower_digits.py"), *args], timeout)
     script = {"deai": "deai_digits.py", "loop": "plain_loop.py"}[name]
@@ -51,6 +53,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="*", default=[10, 100, 1000])
     ap.add_argument("--deai-only-sizes", type=int, nargs="*", default=[10000])
     ap.add_argument("--timeout", type=float, default=1200)
+    ap.add_argument("--ledger", action="store_true", help="deai keeps its default ledger (as a written run)")
     a = ap.parse_args()
     if a.sizes and not FLOWER_PY.exists():
         sys.exit("Flower's venv is missing: run `bash benchmarks/setup_flower.sh` first")
@@ -61,7 +64,7 @@ def main() -> None:
         row = {"parties": parties, "replicate": replicate}
         for name in ["deai", "loop"] + (["flower"] if parties in a.sizes else []):
             print(f"running {name} with {parties} parties ...", file=sys.stderr, flush=True)
-            row[name] = side(name, parties, replicate, a.timeout)
+            row[name] = side(name, parties, replicate, a.timeout, a.ledger)
         rows.append(row)
 
     lines = [
@@ -88,8 +91,9 @@ def main() -> None:
     table = "\n".join(lines)
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    (out / "vs_flower.json").write_text(json.dumps(rows, indent=2))
-    (out / "vs_flower.md").write_text(table + "\n")
+    stem = "vs_flower_ledger" if a.ledger else "vs_flower"
+    (out / f"{stem}.json").write_text(json.dumps(rows, indent=2))
+    (out / f"{stem}.md").write_text(table + "\n")
     print(table)
 
 

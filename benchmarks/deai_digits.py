@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from deai.config import parse_config  # noqa: E402
 from deai.data.federated import FederatedData  # noqa: E402
 from deai.engine.api import build_model  # noqa: E402
 from deai.engine.simulation import Simulation  # noqa: E402
+from deai.verify.run_ledger import RunLedger  # noqa: E402
 
 
 def federation(parties: int, seed: int, replicate: int) -> FederatedData:
@@ -43,7 +45,7 @@ def federation(parties: int, seed: int, replicate: int) -> FederatedData:
     )
 
 
-def run(parties: int, rounds: int, seed: int, replicate: int, backend: str) -> dict:
+def run(parties: int, rounds: int, seed: int, replicate: int, backend: str, ledger: bool = False) -> dict:
     cfg = parse_config(
         {
             "run": {"rounds": rounds, "seed": seed, "backend": backend, "workers": 2, "eval_every": rounds},
@@ -59,9 +61,15 @@ def run(parties: int, rounds: int, seed: int, replicate: int, backend: str) -> d
     fed = federation(parties, seed, replicate)
     t0 = time.perf_counter()
     sim = Simulation(cfg, fed, build_model(cfg, fed))
-    sim.run()
+    if ledger:  # the default ledger of a written run: keys, task entry, one signed round_result per round
+        with tempfile.TemporaryDirectory() as tmp:
+            book = RunLedger(Path(tmp), cfg.to_toml(), "bench", sim.model.layout)
+            sim.run(on_record=book)
+            book.close()
+    else:
+        sim.run()
     return {
-        "framework": f"deai-{backend}",
+        "framework": f"deai-{backend}" + ("+ledger" if ledger else ""),
         "parties": parties,
         "final_accuracy": sim.state.history[-1]["accuracy"],
         "rounds": rounds,
@@ -76,8 +84,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--replicate", type=int, default=1)
     ap.add_argument("--backend", default="vectorized", choices=["vectorized", "processes", "ray"])
+    ap.add_argument("--ledger", action="store_true", help="keep the run's ledger, as a written run does")
     a = ap.parse_args()
-    print(json.dumps(run(a.parties, a.rounds, a.seed, a.replicate, a.backend)))
+    print(json.dumps(run(a.parties, a.rounds, a.seed, a.replicate, a.backend, a.ledger)))
 
 
 if __name__ == "__main__":
