@@ -35,7 +35,7 @@ from deai.engine.simulation import Simulation
 from deai.messages import RoundRecord
 from deai.models import MLP, LogisticRegression, Model
 from deai.params import params_hash, save_params
-from deai.verify.run_ledger import RunLedger
+from deai.verify.run_ledger import RunLedger, check_resumable
 
 OnRound = Callable[[dict[str, Any]], None]
 OnRecord = Callable[[RoundRecord], None]
@@ -357,6 +357,8 @@ def resume(
     cfg = load_config(rd.config_path)
     if rounds is not None:
         cfg = cfg.with_sections(source="--rounds", run={"rounds": rounds})
+    if cfg.ledger.enabled:
+        check_resumable(path)
     fed = build_data(cfg)
     model = build_model(cfg, fed)
     sim = Simulation(cfg, fed, model)

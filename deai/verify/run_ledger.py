@@ -37,6 +37,21 @@ def update_leaf(party_id: int, round_: int, digest: bytes) -> bytes:
     return f"{party_id}:{round_}:{digest.hex()}".encode()
 
 
+def check_resumable(run_dir: Path) -> None:
+    """Refuse, before anything is written, a run directory whose ledger or keys cannot be continued."""
+    path = Path(run_dir) / LEDGER_FILE
+    if not path.exists():
+        return
+    try:
+        for role in ("owner", "aggregator"):
+            Identity.load(Path(run_dir) / KEYS_DIR / f"{role}.key")
+        read_entries(path)
+    except KeyFileError as err:
+        raise ConfigError(f"the run's ledger keys: {err}") from None
+    except LedgerError as err:
+        raise ConfigError(f"the run's ledger: {err}") from None
+
+
 class RunLedger:
     """The ledger of one run directory; call it with each :class:`RoundRecord`."""
 

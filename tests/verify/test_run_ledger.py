@@ -92,3 +92,13 @@ def test_a_run_directory_with_a_foreign_ledger_is_refused(tmp_path):
         db.execute("CREATE TABLE entries (x)")
     with pytest.raises(ConfigError, match="not a deai ledger"):
         resume(crashed)
+
+
+def test_a_damaged_key_file_stops_the_resume_before_anything_is_written(tmp_path):
+    _run(tmp_path, rounds=2)
+    run_dir = tmp_path / "run"
+    (run_dir / "keys" / "owner.key").write_text("garbage\n")
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    with pytest.raises(ConfigError, match="not a deai key file"):
+        resume(run_dir, rounds=4)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
