@@ -648,6 +648,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         say(f"[bold red]error:[/] {escape(str(err))}")
         return EXIT_CONFIG
+    except BrokenPipeError:  # `deai ledger show RUN | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # exit flushes into nothing
+        return 0
     except KeyboardInterrupt as err:
         from deai.engine.api import RunInterrupted
 
