@@ -19,11 +19,15 @@ th{background:#f3f3f3}pre{background:#f7f7f7;padding:1em;overflow:auto}img{max-w
 """
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` via a tmp file, fsync and rename; no tmp file is left on failure."""
+def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write ``data`` via a tmp file, fsync and rename; no tmp file is left on failure. ``mode`` (e.g.
+    ``0o600`` for a private key) is set on the tmp file before a byte is written; default: the umask's."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "wb") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 if mode is None else mode)
+        if mode is not None:
+            os.fchmod(fd, mode)  # a tmp file left over from a crash keeps its old mode otherwise
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -9,13 +9,14 @@ files are PKCS#8 PEM, encrypted with a passphrase when one is given, written ato
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from deai.report.artifacts import atomic_write_bytes
 
 ROLES = ("owner", "aggregator", "validator", "party")
 
@@ -75,18 +76,7 @@ class Identity:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
         )
         header = f"# deai {self.role} key {self.id}\n".encode()
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(header + pem)
-                f.flush()
-                os.fsync(f.fileno())
-            tmp.replace(path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(Path(path), header + pem, mode=0o600)
 
     @classmethod
     def load(cls, path: Path, passphrase: str | None = None) -> Identity:
