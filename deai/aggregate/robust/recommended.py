@@ -28,6 +28,8 @@ gap grow (measured in the README). Measured figures are in the README's robustne
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from deai.aggregate.base import RoundContext
@@ -52,16 +54,32 @@ class Recommended:
 
     def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
         u, w = check_round(updates, weights)
-        g = checked_gram(u, ctx)
-        norms = np.sqrt(np.maximum(np.diag(g), 0.0))
-        scale = clip_factors(norms)
-        cluster = majority_cluster(cosine_distances(g))
-        center = combine(np.where(cluster, scale, 0.0) / cluster.sum(), u)  # a direction: unweighted
-        kept = (cluster | (row_dots(u, center) > 0)) & within_norm_cap(norms)
-        ctx.signals["recommended_kept"] = kept.astype(np.float64)
-        ctx.signals["recommended_scale"] = scale
-        aggregate, ctx.signals["recommended_weight"] = capped_count_mean(u, w, kept, scale)
-        return aggregate
+
+        def toward_the_majority(cluster: np.ndarray, scale: np.ndarray) -> np.ndarray:
+            center = combine(np.where(cluster, scale, 0.0) / cluster.sum(), u)  # a direction: unweighted
+            return row_dots(u, center) > 0
+
+        return guarded_mean(u, w, ctx, self.name, toward_the_majority)
+
+
+Witness = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (cluster, clip factors) -> readmitted rows
+
+
+def guarded_mean(u: np.ndarray, w: np.ndarray, ctx: RoundContext, name: str, witness: Witness) -> np.ndarray:
+    """Steps 1-5 with ``witness`` deciding which rows outside the majority cluster come back; sets
+    ``ctx.signals[name + "_kept" / "_scale" / "_weight"]``. Nothing kept gives the zero update."""
+    g = checked_gram(u, ctx)
+    norms = np.sqrt(np.maximum(np.diag(g), 0.0))
+    scale = clip_factors(norms)
+    cluster = majority_cluster(cosine_distances(g))
+    kept = (cluster | witness(cluster, scale)) & within_norm_cap(norms)
+    ctx.signals[f"{name}_kept"] = kept.astype(np.float64)
+    ctx.signals[f"{name}_scale"] = scale
+    if not kept.any():
+        ctx.signals[f"{name}_weight"] = np.zeros(len(u))
+        return np.zeros(u.shape[1], dtype=np.float32)
+    aggregate, ctx.signals[f"{name}_weight"] = capped_count_mean(u, w, kept, scale)
+    return aggregate
 
 
 def within_norm_cap(norms: np.ndarray) -> np.ndarray:

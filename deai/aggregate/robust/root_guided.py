@@ -22,10 +22,9 @@ from collections.abc import Callable
 import numpy as np
 
 from deai.aggregate.base import RoundContext
-from deai.aggregate.robust._common import check_round, checked_gram, clip_factors, row_dots
-from deai.aggregate.robust.flame import cosine_distances, majority_cluster
+from deai.aggregate.robust._common import check_round, row_dots
 from deai.aggregate.robust.fltrust import check_server_update, server_update_of
-from deai.aggregate.robust.recommended import capped_count_mean, within_norm_cap
+from deai.aggregate.robust.recommended import guarded_mean
 
 
 class RootGuided:
@@ -48,15 +47,5 @@ class RootGuided:
     def __call__(self, updates: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
         u, w = check_round(updates, weights)
         g0 = server_update_of(ctx, u.shape[1], self.server_update)
-        g = checked_gram(u, ctx)
-        norms = np.sqrt(np.maximum(np.diag(g), 0.0))
-        scale = clip_factors(norms)
-        majority = majority_cluster(cosine_distances(g))
-        kept = (majority | (row_dots(u, g0) > 0)) & within_norm_cap(norms)
-        ctx.signals["root_guided_kept"] = kept.astype(np.float64)
-        ctx.signals["root_guided_scale"] = scale
-        if not kept.any():
-            ctx.signals["root_guided_weight"] = np.zeros(len(u))
-            return np.zeros(u.shape[1], dtype=np.float32)
-        aggregate, ctx.signals["root_guided_weight"] = capped_count_mean(u, w, kept, scale)
-        return aggregate
+        along_g0 = row_dots(u, g0) > 0
+        return guarded_mean(u, w, ctx, self.name, lambda cluster, scale: along_g0)
