@@ -136,10 +136,6 @@ class Ledger:
         signature = owner.sign(head_message(self.task, self._next, self._prev)).hex()
         return Head(self.task, self._next, self._prev, signature)
 
-    def entries(self) -> Iterator[dict[str, Any]]:
-        for (text,) in self._db.execute("SELECT entry FROM entries ORDER BY seq"):
-            yield json.loads(text)
-
 
 def read_entries(path: Path) -> list[dict[str, Any]]:
     """Every entry of the ledger at ``path`` as stored (unchecked: :func:`verify` checks), read-only."""
