@@ -246,48 +246,43 @@ def verify(path: Path, head: Head | None = None) -> Verdict:
     try:
         rows = db.execute("SELECT seq, hash, entry, signature FROM entries ORDER BY seq")
         keys: dict[str, tuple[bytes, str]] = {}
-        prev, task, count = GENESIS, None, 0
+        last, task, count = None, None, 0
+
+        def invalid(seq: int, reason: str) -> Verdict:
+            return Verdict(False, count, last, {"seq": seq, "reason": reason})
+
         for seq, *cols in _rows(rows, path):
             try:
                 stored_hash, text, signature = (c.decode() if isinstance(c, bytes) else str(c) for c in cols)
             except UnicodeDecodeError:
-                bad = {"seq": count, "reason": "the entry holds bytes that are not UTF-8 text"}
-                return Verdict(False, count, prev if count else None, bad)
-            entry, reason = _check_entry(count, stored_hash, text, signature, prev, task, keys)
+                return invalid(count, "the entry holds bytes that are not UTF-8 text")
+            entry, reason = _check_entry(count, stored_hash, text, signature, last or GENESIS, task, keys)
             if entry is None and seq != count:
                 reason = f"entry {count} is missing (the next stored entry is {seq})"
             if entry is not None:
                 reason = _register(entry, keys)
             if reason is not None:
-                return Verdict(False, count, prev if count else None, {"seq": count, "reason": reason})
+                return invalid(count, reason)
             task = entry["task"]
-            prev, count = stored_hash, count + 1
+            last, count = stored_hash, count + 1
     finally:
         db.close()
-    last = prev if count else None
     if count == 0:
-        return Verdict(False, 0, None, {"seq": 0, "reason": "the ledger has no entries"})
+        return invalid(0, "the ledger has no entries")
     if head is not None:
         owner_key = next(k for k, role in keys.values() if role == "owner")
         if head.task != task:
-            return Verdict(False, count, last, {"seq": count, "reason": "the head is for another task"})
+            return invalid(count, "the head is for another task")
         try:
             head_sig = bytes.fromhex(head.signature)
         except ValueError:
             head_sig = b""
         if not verify_signature(owner_key, head_sig, head_message(head.task, head.entries, head.hash)):
-            reason = "the head is not signed by the owner"
-            return Verdict(False, count, last, {"seq": count, "reason": reason})
+            return invalid(count, "the head is not signed by the owner")
         if head.entries != count or head.hash != last:
-            where = min(count, head.entries)
-            return Verdict(
-                False,
-                count,
-                last,
-                {
-                    "seq": where,
-                    "reason": f"the ledger has {count} entries ending {last[:12]}…, the published head "
-                    f"{head.entries} ending {head.hash[:12]}… (truncated or extended)",
-                },
+            return invalid(
+                min(count, head.entries),
+                f"the ledger has {count} entries ending {last[:12]}…, the published head "
+                f"{head.entries} ending {head.hash[:12]}… (truncated or extended)",
             )
     return Verdict(True, count, last)
