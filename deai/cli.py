@@ -439,7 +439,7 @@ def cmd_ledger_show(args: argparse.Namespace) -> int:
                 + (f", updates root {str(body['updates_root'])[:12]}…" if body.get("updates_root") else "")
             )
         elif e.get("kind") == "task_created":
-            detail = f"task {body.get('task')}, config {str(body.get('config_sha256'))[:12]}…"
+            detail = f"task {e.get('task')}, config {str(body.get('config_sha256'))[:12]}…"
         elif e.get("kind") == "joined":
             detail = f"{body.get('role')} {str(body.get('public_key'))[:12]}…"
         else:

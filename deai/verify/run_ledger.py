@@ -39,17 +39,30 @@ def update_leaf(party_id: int, round_: int, digest: bytes) -> bytes:
 
 def check_resumable(run_dir: Path) -> None:
     """Refuse, before anything is written, a run directory whose ledger or keys cannot be continued."""
-    path = Path(run_dir) / LEDGER_FILE
-    if not path.exists():
-        return
+    if (Path(run_dir) / LEDGER_FILE).exists():
+        owner, _ = _load_keys(Path(run_dir) / KEYS_DIR)
+        _existing(Path(run_dir) / LEDGER_FILE, owner)
+
+
+def _load_keys(keys: Path) -> tuple[Identity, Identity]:
     try:
-        for role in ("owner", "aggregator"):
-            Identity.load(Path(run_dir) / KEYS_DIR / f"{role}.key")
-        read_entries(path)
+        return Identity.load(keys / "owner.key"), Identity.load(keys / "aggregator.key")
     except KeyFileError as err:
         raise ConfigError(f"the run's ledger keys: {err}") from None
+
+
+def _existing(path: Path, owner: Identity) -> tuple[str, dict[int, str]]:
+    """The task id of this run's ledger and the model hash it recorded for each round."""
+    try:
+        entries = read_entries(path)
     except LedgerError as err:
         raise ConfigError(f"the run's ledger: {err}") from None
+    if not entries or entries[0].get("kind") != "task_created":
+        raise ConfigError(f"the run's ledger: {path} has no task_created entry: it is not this run's ledger")
+    if entries[0]["body"].get("owner_key") != owner.public_key.hex():
+        raise ConfigError(f"the run's ledger: {path} was started by another owner key than keys/owner.key")
+    results = [e for e in entries if e.get("kind") == "round_result"]
+    return entries[0]["task"], {int(e["round"]): e["body"]["model_sha256"] for e in results}
 
 
 class RunLedger:
@@ -59,49 +72,25 @@ class RunLedger:
         self.path = Path(run_dir) / LEDGER_FILE
         self.layout = layout
         keys = Path(run_dir) / KEYS_DIR
-        fresh = not self.path.exists()
+        if self.path.exists():
+            self.owner, self.aggregator = _load_keys(keys)
+            task, self.recorded = _existing(self.path, self.owner)  # round -> model hash in the ledger
+            self.ledger = Ledger(self.path, task)
+            return
+        keys.mkdir(mode=0o700, exist_ok=True)
+        self.owner, self.aggregator = Identity.generate("owner"), Identity.generate("aggregator")
+        self.owner.save(keys / "owner.key")
+        self.aggregator.save(keys / "aggregator.key")
+        self.recorded = {}
         try:
-            if fresh:
-                keys.mkdir(mode=0o700, exist_ok=True)
-                self.owner, self.aggregator = Identity.generate("owner"), Identity.generate("aggregator")
-                self.owner.save(keys / "owner.key")
-                self.aggregator.save(keys / "aggregator.key")
-            else:
-                self.owner = Identity.load(keys / "owner.key")
-                self.aggregator = Identity.load(keys / "aggregator.key")
-        except KeyFileError as err:
-            raise ConfigError(f"the run's ledger keys: {err}") from None
-        self.recorded: dict[int, str] = {}  # round -> model hash already in the ledger
-        try:
-            if fresh:
-                task = f"{name}-{secrets.token_hex(8)}"
-                self.ledger = Ledger(self.path, task)
-                self.ledger.append(
-                    "task_created",
-                    {
-                        "task": task,
-                        "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
-                        "owner_key": self.owner.public_key.hex(),
-                    },
-                    self.owner,
-                )
-                joined = {"public_key": self.aggregator.public_key.hex(), "role": "aggregator"}
-                self.ledger.append("joined", joined, self.owner)
-            else:
-                self.ledger = self._reopen()
+            self.ledger = Ledger(self.path, f"{name}-{secrets.token_hex(8)}")
         except LedgerError as err:
             raise ConfigError(f"the run's ledger: {err}") from None
-
-    def _reopen(self) -> Ledger:
-        entries = read_entries(self.path)
-        if not entries or entries[0].get("kind") != "task_created":
-            raise LedgerError(f"{self.path} has no task_created entry: it is not this run's ledger")
-        if entries[0]["body"].get("owner_key") != self.owner.public_key.hex():
-            raise LedgerError(f"{self.path} was started by another owner key than keys/owner.key")
-        for e in entries:
-            if e.get("kind") == "round_result":
-                self.recorded[int(e["round"])] = e["body"]["model_sha256"]
-        return Ledger(self.path, entries[0]["task"])
+        config_sha256 = hashlib.sha256(config_text.encode()).hexdigest()
+        created = {"config_sha256": config_sha256, "owner_key": self.owner.public_key.hex()}
+        self.ledger.append("task_created", created, self.owner)
+        joined = {"public_key": self.aggregator.public_key.hex(), "role": "aggregator"}
+        self.ledger.append("joined", joined, self.owner)
 
     def __call__(self, record: RoundRecord) -> None:
         model = params_hash(record.params, self.layout)
@@ -115,7 +104,7 @@ class RunLedger:
         body: dict[str, Any] = {
             "model_sha256": model,
             "released": bool(record.released),
-            "participants": [int(p) for p in record.accepted],
+            "participants": record.accepted.tolist(),
             "rejected": {str(k): v for k, v in sorted(record.rejected.items())},
             "updates_root": None,
         }
