@@ -393,22 +393,18 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
     summary = Path(args.summary) if args.summary else (None if args.head else beside)
     head = _published_head(summary) if summary is not None else None
     try:
-        verdict = verify(ledger, head)
+        verdict = verify(ledger, head, args.head)
     except LedgerError as err:
         raise ConfigError(str(err)) from None
-    if verdict.valid and args.head and verdict.head != args.head:
-        verdict.valid = False
-        verdict.first_bad = {
-            "seq": verdict.entries,
-            "reason": f"the ledger ends at {verdict.head}, not at the given --head (truncated or extended)",
-        }
-    out = verdict.as_dict()
     if args.json:
-        print(jsonio.dumps(out))
-    checked = "the signed head in " + str(summary) if head is not None else ("--head" if args.head else "")
+        print(jsonio.dumps(verdict.as_dict()))
     if verdict.valid:
-        against = f", matching {escape(checked)}" if checked else " (no published head given: a cut tail "
-        against += "" if checked else "would not show; pass --head or --summary)"
+        if head is not None:
+            against = f", matching the signed head in {escape(str(summary))}"
+        elif args.head:
+            against = ", matching --head"
+        else:
+            against = " (no published head given: a cut tail would not show; pass --head or --summary)"
         say(f"[green]valid[/]: {verdict.entries} entries, head {verdict.head}{against}")
         return 0
     bad = verdict.first_bad or {}

@@ -235,8 +235,9 @@ def _rows(cursor: sqlite3.Cursor, path: Path) -> Iterator[tuple]:
         raise LedgerError(f"{path} is damaged (SQLite says: {err}); it cannot be checked") from None
 
 
-def verify(path: Path, head: Head | None = None) -> Verdict:
-    """Re-check every entry's hash, link, position, task and signature, and the chain against ``head``.
+def verify(path: Path, head: Head | None = None, head_hash: str | None = None) -> Verdict:
+    """Re-check every entry's hash, link, position, task and signature, and the chain against ``head``
+    (a signed head) or ``head_hash`` (a published last hash, from a channel the reader trusts).
 
     Raises :class:`LedgerError` only when ``path`` is not a ledger at all; a ledger that is one but is
     wrong gives ``valid=False`` with the first bad entry and the reason.
@@ -269,6 +270,8 @@ def verify(path: Path, head: Head | None = None) -> Verdict:
         db.close()
     if count == 0:
         return invalid(0, "the ledger has no entries")
+    if head_hash is not None and head_hash != last:
+        return invalid(count, f"the ledger ends at {last}, not at the given head (truncated or extended)")
     if head is not None:
         owner_key = next(k for k, role in keys.values() if role == "owner")
         if head.task != task:

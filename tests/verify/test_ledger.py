@@ -72,6 +72,7 @@ def test_reordering_dropping_and_truncating_are_caught(tmp_path):
     assert verify(path).valid
     bad = verify(path, head).first_bad
     assert bad["seq"] == 6 and "truncated" in bad["reason"]
+    assert "truncated" in verify(path, head_hash=head.hash).first_bad["reason"]  # an unsigned published hash
 
 
 def test_re_signing_with_another_key_and_replaying_from_another_run_are_caught(tmp_path):
