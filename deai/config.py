@@ -228,8 +228,22 @@ class ValidationSection(_Strict):
 
 
 class LedgerSection(_Strict):
+    """The run's signed ledger (deai.verify): who took part, what they sent, what was released."""
+
     enabled: bool = Field(
         True, description="keep RUN_DIR/ledger.db, a signed hash-chained record of every round (written runs)"
+    )
+    validators: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="in-process validators that recompute each round and co-sign it; a result counts "
+        "with more than 2/3 of them (0: no quorum)",
+    )
+    sign_updates: bool = Field(
+        False,
+        description="each party signs every update and the server rejects unsigned ones; the ledger "
+        "keeps every signature (costs ~0.3 ms per update)",
     )
 
 
@@ -479,6 +493,12 @@ def ineffective_settings(cfg: ExperimentConfig) -> list[str]:
         ]
     if pv.example_noise_multiplier is None and changed(pv, "example_clip_norm"):
         out.append("privacy.example_clip_norm has no effect without privacy.example_noise_multiplier")
+    if not cfg.ledger.enabled:
+        out += [
+            f"ledger.{n} has no effect while ledger.enabled is false"
+            for n in ("validators", "sign_updates")
+            if changed(cfg.ledger, n)
+        ]
     if atk.kind == "none" and (atk.options or atk.fraction > 0):
         out.append("attack.fraction and attack.options have no effect while attack.kind is 'none'")
     return out

@@ -46,6 +46,7 @@ class UpdateBatch:
     metrics: dict[str, np.ndarray] = field(default_factory=dict)
     control_deltas: np.ndarray | None = None  # float32 [P, dim] SCAFFOLD's c_i+ - c_i
     arrival: np.ndarray | None = None  # float64 [P] simulated arrival time after the round opened
+    signatures: list[bytes] | None = None  # each row's party signature ([ledger] sign_updates)
     _digests: list[bytes] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -57,6 +58,10 @@ class UpdateBatch:
         def pick(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else a[rows]
 
+        picked = np.arange(len(self))[rows].tolist()
+        signatures = None if self.signatures is None else [self.signatures[i] for i in picked]
+        digests = None if self._digests is None else [self._digests[i] for i in picked]
+
         return UpdateBatch(
             party_ids=self.party_ids[rows],
             round=self.round[rows],
@@ -67,12 +72,14 @@ class UpdateBatch:
             metrics={k: v[rows] for k, v in self.metrics.items()},
             control_deltas=pick(self.control_deltas),
             arrival=pick(self.arrival),
+            signatures=signatures,
+            _digests=digests,
         )
 
     def with_deltas(self, deltas: np.ndarray) -> UpdateBatch:
         """The same batch carrying other update rows (an adversary's crafted matrix); digests recomputed."""
         out = self.take(slice(None))
-        out.deltas = deltas
+        out.deltas, out.signatures, out._digests = deltas, None, None
         return out
 
     def digests(self) -> list[bytes]:
@@ -105,6 +112,9 @@ class UpdateBatch:
             metrics={k: np.concatenate([b.metrics[k] for b in batches]) for k in sorted(keys)},
             control_deltas=cat("control_deltas"),
             arrival=cat("arrival"),
+            signatures=None
+            if any(b.signatures is None for b in batches)
+            else [s for b in batches for s in b.signatures],
         )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from deai import jsonio
+from deai.aggregate.base import traits
 from deai.config import (
     ConfigError,
     ConfigWarning,
@@ -35,7 +36,10 @@ from deai.engine.simulation import Simulation
 from deai.messages import RoundRecord
 from deai.models import MLP, LogisticRegression, Model
 from deai.params import params_hash, save_params
+from deai.verify.identity import Identity
 from deai.verify.run_ledger import RunLedger, check_resumable
+from deai.verify.update_signing import SigningParties, UpdateVerifier
+from deai.verify.validator import Validator, validator_limits
 
 OnRound = Callable[[dict[str, Any]], None]
 OnRecord = Callable[[RoundRecord], None]
@@ -189,8 +193,7 @@ def _execute(
         if on_round is not None:
             on_round(m)
 
-    keep = rd is not None and cfg.ledger.enabled
-    ledger = RunLedger(rd.path, cfg.to_toml(), cfg.run.name, sim.model.layout) if keep else None
+    ledger = _run_ledger(cfg, sim, rd) if rd is not None and cfg.ledger.enabled else None
     subscriber = on_record
     if ledger is not None:
 
@@ -304,6 +307,64 @@ def _privacy_summary(cfg: ExperimentConfig, sim: Simulation) -> dict[str, Any] |
     return out or None
 
 
+def check_ledger_settings(cfg: ExperimentConfig, sim: Simulation) -> None:
+    """Refuse, before anything is written, ledger settings this task cannot honour."""
+    led = cfg.ledger
+    if not led.enabled:
+        return
+    if led.validators:
+        limits = validator_limits(
+            sim.strategy.aggregator,
+            dp=sim.dp is not None,
+            max_parties_per_batch=sim.transport.chunk_parties,
+            num_parties=sim.fed.num_parties,
+        )
+        if limits:
+            raise ConfigError(
+                f"ledger.validators = {led.validators}: validators recompute every round, and this task "
+                f"cannot be recomputed: {'; '.join(limits)}. Set ledger.validators = 0, or choose another "
+                "strategy.aggregator"
+            )
+    if led.sign_updates and traits(sim.strategy.aggregator).private:
+        raise ConfigError(
+            f"ledger.sign_updates: under {cfg.strategy.aggregator!r} updates never leave the parties, so "
+            "there is nothing to sign; set ledger.sign_updates = false"
+        )
+
+
+def _run_ledger(cfg: ExperimentConfig, sim: Simulation, rd: RunDirectory) -> RunLedger:
+    """The run's ledger and its validators; with signed updates the party side signs, the server checks."""
+    layout, server = sim.model.layout, sim.server
+
+    def make_validator(identity: Identity) -> Validator:
+        st = server.state
+        return Validator(
+            identity,
+            sim.strategy.aggregator,
+            sim.strategy.server_opt,
+            cfg.run.seed,
+            layout,
+            st.params,
+            st.opt_state,
+        )
+
+    ledger = RunLedger(
+        rd.path,
+        cfg.to_toml(),
+        cfg.run.name,
+        layout,
+        validators=cfg.ledger.validators,
+        make_validator=make_validator,
+        parties=sim.fed.num_parties if cfg.ledger.sign_updates else None,
+    )
+    ledger.check_start(server.state.round, server.state.params)
+    keys = ledger.party_keys
+    if keys is not None:
+        sim.transport.party = SigningParties(sim.transport.party, keys, ledger.task)
+        server.update_verifier = UpdateVerifier(keys.public_keys, ledger.task)
+    return ledger
+
+
 def _warn_ineffective(cfg: ExperimentConfig) -> None:
     for note in ineffective_settings(cfg):
         warnings.warn(note, ConfigWarning, stacklevel=3)
@@ -337,6 +398,7 @@ def run(
     model = build_model(cfg, fed)
     rd = RunDirectory(_new_run_dir(cfg, out)) if write else None
     sim = Simulation(cfg, fed, model)
+    check_ledger_settings(cfg, sim)
     if rd is not None:
         rd.create(cfg)
     return _execute(cfg, sim, rd, t0, on_round, on_record)
@@ -357,11 +419,13 @@ def resume(
     cfg = load_config(rd.config_path)
     if rounds is not None:
         cfg = cfg.with_sections(source="--rounds", run={"rounds": rounds})
-    if cfg.ledger.enabled:
-        check_resumable(path)
     fed = build_data(cfg)
     model = build_model(cfg, fed)
     sim = Simulation(cfg, fed, model)
+    if cfg.ledger.enabled:
+        check_ledger_settings(cfg, sim)
+        led = cfg.ledger
+        check_resumable(path, led.validators, fed.num_parties if led.sign_updates else None)
     restored = rd.restore(cfg, sim.required_state(), model.layout, sim.load_state)
     for note in restored[1] if restored else []:
         warnings.warn(f"resuming {path}: {note}", ConfigWarning, stacklevel=2)

@@ -30,6 +30,7 @@ from deai.server.registry import PartyRegistry
 from deai.server.streaming import StreamingSum
 from deai.train import LocalSpec, train_parties
 from deai.train.scaffold import ServerControl
+from deai.verify.update_signing import BAD_SIGNATURE, UpdateVerifier
 from deai.verify.validation import NON_FINITE, NORM_OVERFLOW, validate_updates
 
 log = logging.getLogger("deai.server")
@@ -119,6 +120,9 @@ class ServerProgram:
         self.state = ServerState(round=0, version=0, params=w0, opt_state=server_opt.init(len(w0)))
         self.stopped: str | None = None  # why the run ended before run.rounds, if it did
         self.diverged = False
+        # [ledger] sign_updates: rows without a valid signature of the party they name are dropped in accept
+        self.update_verifier: UpdateVerifier | None = None
+        self._bad_signatures: dict[int, str] = {}
         self._task: TrainTask | None = None
         self._batches: list[UpdateBatch] = []
         self._failures: list[Failure] = []
@@ -195,6 +199,11 @@ class ServerProgram:
         if isinstance(item, Failure):
             self._failures.append(item)
             return
+        if self.update_verifier is not None and len(item):
+            bad = self.update_verifier.bad_rows(item)
+            if bad.any():
+                self._bad_signatures |= {int(p): BAD_SIGNATURE for p in item.party_ids[bad]}
+                item = item.take(~bad)
         if item.arrival is not None and len(item):
             self._arrived = max(self._arrived, float(item.arrival.max()))
         if "cut_short" in item.metrics:
@@ -235,6 +244,8 @@ class ServerProgram:
             failed[f.reason] = failed.get(f.reason, 0) + len(f.party_ids)
         # under a private sum a party that finds its own update unencodable reports that instead of the row
         rejected = {int(p): f.reason for f in failures if f.reason in UNUSABLE for p in f.party_ids}
+        rejected |= self._bad_signatures
+        self._bad_signatures = {}
         reported = len(rejected)
         batch = UpdateBatch.concat(batches) if batches else None
         n = stream.rows if stream is not None else 0 if batch is None else len(batch)

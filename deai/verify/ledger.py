@@ -17,12 +17,14 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from deai import jsonio
 from deai.verify.identity import Identity, key_id, verify_signature
+from deai.verify.quorum import RoundChecks
 
 VERSION = 1
 GENESIS = "0" * 64  # the ``prev`` of entry 0
@@ -104,6 +106,7 @@ class Ledger:
         self._db = _connect(self.path, create=True)
         last = self._db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
         self._next, self._prev = (0, GENESIS) if last is None else (last[0] + 1, last[1])
+        self._staged: list[tuple[int, str, str, str]] | None = None  # rows of an open transaction
 
     def __len__(self) -> int:
         return self._next
@@ -111,8 +114,24 @@ class Ledger:
     def close(self) -> None:
         self._db.close()
 
+    @contextmanager
+    def transaction(self) -> Iterator[Ledger]:
+        """Appends made inside are written in one SQLite transaction, all or none (a round's result and
+        its validators' co-signatures land together, so a kill never leaves a result without them)."""
+        start, self._staged = (self._next, self._prev), []
+        try:
+            yield self
+            rows, self._staged = self._staged, None
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?)", rows)
+        except BaseException:
+            self._staged = None
+            self._next, self._prev = start
+            raise
+
     def append(self, kind: str, body: dict[str, Any], signer: Identity, round_: int | None = None) -> str:
-        """Append one entry in one transaction; return its hash."""
+        """Append one entry (in its own transaction, or the open :meth:`transaction`'s); return its hash."""
         entry = {
             "v": VERSION,
             "task": self.task,
@@ -126,9 +145,13 @@ class Ledger:
         text = canonical(entry)
         digest = entry_hash(text)
         signature = signer.sign(bytes.fromhex(digest)).hex()
-        with self._db:  # one transaction: the row is all there or not there
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("INSERT INTO entries VALUES (?, ?, ?, ?)", (self._next, digest, text, signature))
+        row = (self._next, digest, text, signature)
+        if self._staged is not None:
+            self._staged.append(row)
+        else:
+            with self._db:  # one transaction: the row is all there or not there
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("INSERT INTO entries VALUES (?, ?, ?, ?)", row)
         self._next, self._prev = self._next + 1, digest
         return digest
 
@@ -161,9 +184,20 @@ class Verdict:
     entries: int
     head: str | None
     first_bad: dict[str, Any] | None = None
+    rounds: int = 0  # round results in the chain
+    validators: int = 0  # registered validators (0: no quorum asked)
+    disputes: list[dict[str, Any]] = field(default_factory=list)  # results that counted over a dissent
 
     def as_dict(self) -> dict[str, Any]:
-        return {"valid": self.valid, "entries": self.entries, "head": self.head, "first_bad": self.first_bad}
+        return {
+            "valid": self.valid,
+            "entries": self.entries,
+            "head": self.head,
+            "first_bad": self.first_bad,
+            "rounds": self.rounds,
+            "validators": self.validators,
+            "disputes": self.disputes,
+        }
 
 
 def _check_entry(
@@ -247,10 +281,14 @@ def verify(path: Path, head: Head | None = None, head_hash: str | None = None) -
     try:
         rows = db.execute("SELECT seq, hash, entry, signature FROM entries ORDER BY seq")
         keys: dict[str, tuple[bytes, str]] = {}
+        checks = RoundChecks(keys)
         last, task, count = None, None, 0
 
+        def verdict(valid: bool, bad: dict[str, Any] | None = None) -> Verdict:
+            return Verdict(valid, count, last, bad, checks.rounds, checks.validators, checks.disputes)
+
         def invalid(seq: int, reason: str) -> Verdict:
-            return Verdict(False, count, last, {"seq": seq, "reason": reason})
+            return verdict(False, {"seq": seq, "reason": reason})
 
         for seq, *cols in _rows(rows, path):
             try:
@@ -264,12 +302,18 @@ def verify(path: Path, head: Head | None = None, head_hash: str | None = None) -
                 reason = _register(entry, keys)
             if reason is not None:
                 return invalid(count, reason)
+            fault = checks.apply(count, entry, stored_hash)
+            if fault is not None:
+                return invalid(*fault)
             task = entry["task"]
             last, count = stored_hash, count + 1
     finally:
         db.close()
     if count == 0:
         return invalid(0, "the ledger has no entries")
+    fault = checks.close()
+    if fault is not None:
+        return invalid(*fault)
     if head_hash is not None and head_hash != last:
         return invalid(count, f"the ledger ends at {last}, not at the given head (truncated or extended)")
     if head is not None:
@@ -288,4 +332,4 @@ def verify(path: Path, head: Head | None = None, head_hash: str | None = None) -
                 f"the ledger has {count} entries ending {last[:12]}…, the published head "
                 f"{head.entries} ending {head.hash[:12]}… (truncated or extended)",
             )
-    return Verdict(True, count, last)
+    return verdict(True)

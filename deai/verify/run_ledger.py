@@ -1,14 +1,17 @@
 """Every written run keeps a ledger: ``RUN_DIR/ledger.db``, keys in ``RUN_DIR/keys/``, head in the summary.
 
-The ledger subscribes to the round record stream (no code in the round loop): on a new run it records
-``task_created`` (config hash, a fresh task id, the owner's key) and ``joined`` for the aggregator, then
-one ``round_result`` per round, signed by the aggregator: the released model's hash, who was accepted,
-who was rejected and why, and the Merkle root of the accepted updates' digests (one leaf per party).
+The ledger subscribes to the round record stream (no code in the round loop). A new run records
+``task_created`` (config hash, a fresh task id, the owner's key, whether updates are signed) and one
+``joined`` per key: the aggregator, each validator, and each party when updates are signed. Then each
+round appends, in one transaction: the ``commitments`` (signed updates only: every leaf with its party's
+signature), the ``round_result`` signed by the aggregator (the released model's hash, the aggregate's
+hash, who was accepted, who was rejected and why, the Merkle root of the accepted updates, epsilon), and
+each validator's ``cosigned`` or ``dissent`` (:mod:`deai.verify.validator`).
 
 Resume: the record of a round reaches the ledger before the round's checkpoint is written, so after a
 kill the ledger may hold rounds the checkpoint does not. A resumed run replays those rounds; each one's
 model hash must equal the one recorded (same seed, same data: the same model), and nothing is appended
-twice. A different hash means the run directory was tampered with, and the run stops saying so.
+twice; validators recompute the replayed rounds too, so they hold the same model as before the kill.
 
 Keys come from OS entropy and live in ``RUN_DIR/keys/`` (private keys never enter the ledger); a resumed
 run loads them, so it signs with the same identities.
@@ -18,108 +21,219 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from deai.config import ConfigError
 from deai.messages import RoundRecord
 from deai.params import Layout, params_hash
+from deai.verify.commitments import commitments_body, updates_root
 from deai.verify.identity import Identity, KeyFileError
-from deai.verify.ledger import Head, Ledger, LedgerError, read_entries
-from deai.verify.merkle import merkle_root
+from deai.verify.ledger import Head, Ledger, LedgerError, canonical, entry_hash, read_entries
+from deai.verify.update_signing import PartyKeys
+from deai.verify.validator import Validator
 
 LEDGER_FILE = "ledger.db"
 KEYS_DIR = "keys"
+PARTY_KEYS = "parties.json"
+
+MakeValidator = Callable[[Identity], Validator]
 
 
-def update_leaf(party_id: int, round_: int, digest: bytes) -> bytes:
-    """One party's commitment leaf: its id, the round, the SHA-256 of its update's bytes."""
-    return f"{party_id}:{round_}:{digest.hex()}".encode()
-
-
-def check_resumable(run_dir: Path) -> None:
+def check_resumable(run_dir: Path, validators: int = 0, parties: int | None = None) -> None:
     """Refuse, before anything is written, a run directory whose ledger or keys cannot be continued."""
     if (Path(run_dir) / LEDGER_FILE).exists():
-        owner, _ = _load_keys(Path(run_dir) / KEYS_DIR)
-        _existing(Path(run_dir) / LEDGER_FILE, owner)
+        keys = _Keys.load(Path(run_dir) / KEYS_DIR, validators, parties)
+        _Existing(Path(run_dir) / LEDGER_FILE, keys)
 
 
-def _load_keys(keys: Path) -> tuple[Identity, Identity]:
-    try:
-        return Identity.load(keys / "owner.key"), Identity.load(keys / "aggregator.key")
-    except KeyFileError as err:
-        raise ConfigError(f"the run's ledger keys: {err}") from None
+class _Keys:
+    """The run's identities: owner, aggregator, validators, and the parties' keys when updates are signed."""
+
+    def __init__(
+        self, owner: Identity, aggregator: Identity, validators: list[Identity], parties: PartyKeys | None
+    ):
+        self.owner, self.aggregator, self.validators, self.parties = owner, aggregator, validators, parties
+
+    @classmethod
+    def generate(cls, keys: Path, validators: int, parties: int | None) -> _Keys:
+        keys.mkdir(mode=0o700, exist_ok=True)
+        out = cls(
+            Identity.generate("owner"),
+            Identity.generate("aggregator"),
+            [Identity.generate("validator") for _ in range(validators)],
+            None if parties is None else PartyKeys.generate(parties),
+        )
+        out.owner.save(keys / "owner.key")
+        out.aggregator.save(keys / "aggregator.key")
+        for i, v in enumerate(out.validators):
+            v.save(keys / f"validator-{i}.key")
+        if out.parties is not None:
+            out.parties.save(keys / PARTY_KEYS)
+        return out
+
+    @classmethod
+    def load(cls, keys: Path, validators: int, parties: int | None) -> _Keys:
+        try:
+            return cls(
+                Identity.load(keys / "owner.key"),
+                Identity.load(keys / "aggregator.key"),
+                [Identity.load(keys / f"validator-{i}.key") for i in range(validators)],
+                None if parties is None else PartyKeys.load(keys / PARTY_KEYS, parties),
+            )
+        except KeyFileError as err:
+            raise ConfigError(f"the run's ledger keys: {err}") from None
 
 
-def _existing(path: Path, owner: Identity) -> tuple[str, dict[int, str]]:
-    """The task id of this run's ledger and the model hash it recorded for each round."""
-    try:
-        entries = read_entries(path)
-    except LedgerError as err:
-        raise ConfigError(f"the run's ledger: {err}") from None
-    if not entries or entries[0].get("kind") != "task_created":
-        raise ConfigError(f"the run's ledger: {path} has no task_created entry: it is not this run's ledger")
-    if entries[0]["body"].get("owner_key") != owner.public_key.hex():
-        raise ConfigError(f"the run's ledger: {path} was started by another owner key than keys/owner.key")
-    results = [e for e in entries if e.get("kind") == "round_result"]
-    return entries[0]["task"], {int(e["round"]): e["body"]["model_sha256"] for e in results}
+class _Existing:
+    """What an existing ledger recorded: its task id and, per round, the result's body and entry hash."""
+
+    def __init__(self, path: Path, keys: _Keys) -> None:
+        try:
+            entries = read_entries(path)
+        except LedgerError as err:
+            raise ConfigError(f"the run's ledger: {err}") from None
+        if not entries or entries[0].get("kind") != "task_created":
+            raise ConfigError(
+                f"the run's ledger: {path} has no task_created entry: it is not this run's ledger"
+            )
+        if entries[0]["body"].get("owner_key") != keys.owner.public_key.hex():
+            raise ConfigError(
+                f"the run's ledger: {path} was started by another owner key than keys/owner.key"
+            )
+        registered = {e["body"].get("public_key") for e in entries if e.get("kind") == "joined"}
+        mine = {v.public_key.hex() for v in keys.validators}
+        if keys.parties is not None:
+            mine |= {k.hex() for k in keys.parties.public_keys}
+        if not mine <= registered:
+            raise ConfigError(
+                f"the run's ledger: {path} never registered some validator or party keys in keys/; the "
+                "keys, ledger.validators or ledger.sign_updates changed since the run started"
+            )
+        self.task = entries[0]["task"]
+        self.results = {
+            int(e["round"]): (e["body"], entry_hash(canonical(e)))
+            for e in entries
+            if e.get("kind") == "round_result"
+        }
 
 
 class RunLedger:
-    """The ledger of one run directory; call it with each :class:`RoundRecord`."""
+    """The ledger of one run directory; call it with each :class:`RoundRecord`.
 
-    def __init__(self, run_dir: Path, config_text: str, name: str, layout: Layout) -> None:
+    ``validators`` in-process validators are made by ``make_validator`` from their identities;
+    ``parties`` (the federation's size) turns on per-update signatures: the run then holds a key per party.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        config_text: str,
+        name: str,
+        layout: Layout,
+        *,
+        validators: int = 0,
+        make_validator: MakeValidator | None = None,
+        parties: int | None = None,
+    ) -> None:
+        if validators and make_validator is None:
+            raise ValueError("validators need make_validator")
         self.path = Path(run_dir) / LEDGER_FILE
         self.layout = layout
-        keys = Path(run_dir) / KEYS_DIR
+        keys_dir = Path(run_dir) / KEYS_DIR
         if self.path.exists():
-            self.owner, self.aggregator = _load_keys(keys)
-            task, self.recorded = _existing(self.path, self.owner)  # round -> model hash in the ledger
-            self.ledger = Ledger(self.path, task)
-            return
-        keys.mkdir(mode=0o700, exist_ok=True)
-        self.owner, self.aggregator = Identity.generate("owner"), Identity.generate("aggregator")
-        self.owner.save(keys / "owner.key")
-        self.aggregator.save(keys / "aggregator.key")
-        self.recorded = {}
-        try:
-            self.ledger = Ledger(self.path, f"{name}-{secrets.token_hex(8)}")
-        except LedgerError as err:
-            raise ConfigError(f"the run's ledger: {err}") from None
-        config_sha256 = hashlib.sha256(config_text.encode()).hexdigest()
-        created = {"config_sha256": config_sha256, "owner_key": self.owner.public_key.hex()}
-        self.ledger.append("task_created", created, self.owner)
-        joined = {"public_key": self.aggregator.public_key.hex(), "role": "aggregator"}
-        self.ledger.append("joined", joined, self.owner)
+            self.keys = _Keys.load(keys_dir, validators, parties)
+            existing = _Existing(self.path, self.keys)
+            self.recorded = existing.results  # round -> (result body, its entry hash)
+            self.ledger = Ledger(self.path, existing.task)
+        else:
+            self.keys = _Keys.generate(keys_dir, validators, parties)
+            self.recorded = {}
+            try:
+                self.ledger = Ledger(self.path, f"{name}-{secrets.token_hex(8)}")
+            except LedgerError as err:
+                raise ConfigError(f"the run's ledger: {err}") from None
+            self._create(config_text)
+        self.validators = [make_validator(v) for v in self.keys.validators] if validators else []
 
-    def __call__(self, record: RoundRecord) -> None:
-        model = params_hash(record.params, self.layout)
-        if record.round in self.recorded:  # replayed after a resume: it must be the same round
-            if self.recorded[record.round] != model:
-                raise ConfigError(
-                    f"resume: round {record.round} produced model {model[:16]}…, but the ledger recorded "
-                    f"{self.recorded[record.round][:16]}… for it; the run directory was changed"
-                )
-            return
+    @property
+    def task(self) -> str:
+        return self.ledger.task
+
+    @property
+    def party_keys(self) -> PartyKeys | None:
+        return self.keys.parties
+
+    def _create(self, config_text: str) -> None:
+        k = self.keys
+        created = {
+            "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
+            "owner_key": k.owner.public_key.hex(),
+            "sign_updates": k.parties is not None,
+        }
+        with self.ledger.transaction() as tx:
+            tx.append("task_created", created, k.owner)
+            tx.append("joined", {"public_key": k.aggregator.public_key.hex(), "role": "aggregator"}, k.owner)
+            for v in k.validators:
+                tx.append("joined", {"public_key": v.public_key.hex(), "role": "validator"}, k.owner)
+            for i, key in enumerate([] if k.parties is None else k.parties.public_keys):
+                tx.append("joined", {"public_key": key.hex(), "role": "party", "party": i}, k.owner)
+
+    def check_start(self, round_: int, params: np.ndarray) -> None:
+        """A resumed run starts from its checkpoint: that model must be the one the ledger recorded."""
+        if round_ in self.recorded and self.recorded[round_][0]["model_sha256"] != params_hash(
+            params, self.layout
+        ):
+            raise ConfigError(
+                f"resume: the checkpoint of round {round_} holds another model than the ledger recorded "
+                "for that round; the run directory was changed"
+            )
+
+    def result_body(self, record: RoundRecord) -> dict[str, Any]:
+        """The aggregator's claim for one round, as the ``round_result`` entry carries it."""
         body: dict[str, Any] = {
-            "model_sha256": model,
+            "model_sha256": params_hash(record.params, self.layout),
+            "aggregate_sha256": None
+            if record.aggregate is None
+            else params_hash(record.aggregate, self.layout),
             "released": bool(record.released),
             "participants": record.accepted.tolist(),
             "rejected": {str(k): v for k, v in sorted(record.rejected.items())},
-            "updates_root": None,
+            # under secure aggregation the server never sees single updates, so there is no root
+            "updates_root": updates_root(record.batch, record.round),
         }
-        batch = record.batch
-        if batch is not None:  # under secure aggregation the server never sees single updates
-            pairs = zip(batch.party_ids, batch.digests(), strict=True)
-            leaves = [update_leaf(int(p), record.round, d) for p, d in pairs]
-            body["updates_root"] = merkle_root(leaves).hex()
         if "epsilon" in record.metrics:
             body["epsilon"] = record.metrics["epsilon"]
-        self.ledger.append("round_result", body, self.aggregator, record.round)
-        self.recorded[record.round] = model
+        return body
+
+    def __call__(self, record: RoundRecord) -> None:
+        r = record.round
+        if r in self.recorded:  # replayed after a resume: it must be the same round
+            body, digest = self.recorded[r]
+            model = params_hash(record.params, self.layout)
+            if body["model_sha256"] != model:
+                raise ConfigError(
+                    f"resume: round {r} produced model {model[:16]}…, but the ledger recorded "
+                    f"{body['model_sha256'][:16]}… for it; the run directory was changed"
+                )
+            for v in self.validators:
+                v.recompute(record)  # keep each validator's model where it was
+            return
+        body = self.result_body(record)
+        with self.ledger.transaction() as tx:
+            if self.keys.parties is not None and record.batch is not None:
+                tx.append("commitments", commitments_body(record.batch, r), self.keys.aggregator, r)
+            digest = tx.append("round_result", body, self.keys.aggregator, r)
+            for v in self.validators:
+                kind, review = v.review(record, body, digest)
+                tx.append(kind, review, v.identity, r)
+        self.recorded[r] = (body, digest)
 
     def head(self) -> Head:
-        return self.ledger.head(self.owner)
+        return self.ledger.head(self.keys.owner)
 
     def close(self) -> None:
         self.ledger.close()

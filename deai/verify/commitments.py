@@ -1,0 +1,65 @@
+"""A round's update commitments: one Merkle leaf per accepted update, and (with ``sign_updates``) each
+leaf's party signature, so the ledger proves which party sent which update in which round.
+
+A leaf is ``party:round:sha256(update bytes)``; the round's root is the RFC 6962 tree hash of its leaves
+in the order the aggregator accepted them (:mod:`deai.verify.merkle`). The round result carries the root;
+the ``commitments`` entry (signed updates only) carries every leaf with its signature, so :func:`check`
+re-derives the root and checks each party's signature without the updates themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from deai.messages import UpdateBatch
+from deai.verify.identity import key_id, verify_signature
+from deai.verify.merkle import merkle_root
+from deai.verify.update_signing import update_message
+
+
+def update_leaf(party_id: int, round_: int, digest: bytes) -> bytes:
+    """One party's commitment leaf: its id, the round, the SHA-256 of its update's bytes."""
+    return f"{party_id}:{round_}:{digest.hex()}".encode()
+
+
+def updates_root(batch: UpdateBatch | None, round_: int, *, recompute: bool = False) -> str | None:
+    """The Merkle root of a round's accepted updates (``recompute`` hashes the rows afresh)."""
+    if batch is None:
+        return None
+    if recompute:
+        digests = [hashlib.sha256(r.tobytes()).digest() for r in np.ascontiguousarray(batch.deltas)]
+    else:
+        digests = batch.digests()
+    leaves = [update_leaf(int(p), round_, d) for p, d in zip(batch.party_ids, digests, strict=True)]
+    return merkle_root(leaves).hex()
+
+
+def commitments_body(batch: UpdateBatch, round_: int) -> dict[str, Any]:
+    """The ``commitments`` entry of a round of signed updates: root and ``[party, digest, signature]``."""
+    leaves = [
+        [int(p), d.hex(), s.hex()]
+        for p, d, s in zip(batch.party_ids, batch.digests(), batch.signatures, strict=True)
+    ]
+    return {"root": updates_root(batch, round_), "leaves": leaves}
+
+
+def check(body: dict[str, Any], task: str, round_: int, party_keys: dict[int, bytes]) -> str | None:
+    """Why a ``commitments`` entry is wrong (a leaf unsigned by its party, a root that is not the leaves'),
+    or None when every signature verifies and the root is the tree hash of the leaves."""
+    try:
+        leaves = [(int(p), bytes.fromhex(d), bytes.fromhex(s)) for p, d, s in body["leaves"]]
+        root = str(body["root"])
+    except (KeyError, TypeError, ValueError):
+        return "a commitments entry needs root and leaves of [party, digest, signature]"
+    for party, digest, sig in leaves:
+        key = party_keys.get(party)
+        if key is None:
+            return f"a commitment names party {party}, which never joined with a key"
+        if not verify_signature(key, sig, update_message(task, round_, key_id(key), digest)):
+            return f"party {party}'s signature on its round-{round_} update does not verify"
+    if merkle_root([update_leaf(p, round_, d) for p, d, _ in leaves]).hex() != root:
+        return "the commitments' root is not the Merkle root of their leaves"
+    return None

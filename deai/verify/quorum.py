@@ -1,0 +1,138 @@
+"""What :func:`deai.verify.ledger.verify` checks about rounds, beyond links and signatures.
+
+* A ``round_result`` is signed by the aggregator's registered key (or the owner's, aggregating itself).
+* Signed updates (``task_created.sign_updates``): every round with accepted updates has a
+  ``commitments`` entry whose party signatures verify and whose root is the result's ``updates_root``.
+* Quorum: when the task has validators, a result counts only once more than 2/3 of them co-signed it
+  (``cosigned`` entries naming the result's entry hash, before the next result). A co-signature must
+  repeat the result's root, aggregate and model hashes: a validator cannot co-sign one thing and claim
+  another. A validator that recomputed something else files ``dissent``; a result that reached its quorum
+  despite a dissent is reported as disputed (one side lied: the refereed re-execution of the incentives
+  issue settles which), not silently accepted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from deai.verify import commitments
+
+AGGREGATES = ("aggregator", "owner")  # roles that may publish a round (an owner may aggregate itself)
+ATTESTED = ("updates_root", "aggregate_sha256", "model_sha256")
+
+
+def quorum_size(validators: int) -> int:
+    """The fewest co-signatures that are more than 2/3 of ``validators``."""
+    return validators * 2 // 3 + 1
+
+
+@dataclass
+class _OpenResult:
+    seq: int
+    round: int
+    hash: str
+    body: dict[str, Any]
+    cosigners: set[str] = field(default_factory=set)
+    dissenters: list[str] = field(default_factory=list)
+
+
+class RoundChecks:
+    """Fed every entry in order (after its signature checked out); says what is wrong, if anything."""
+
+    def __init__(self, keys: dict[str, tuple[bytes, str]]) -> None:
+        self.keys = keys  # key id -> (public key, role), filled by verify from joined entries
+        self.signed_updates = False
+        self.parties: dict[int, bytes] = {}
+        self.open: _OpenResult | None = None
+        self.committed: tuple[int, str] | None = None  # (round, root) of the last commitments entry
+        self.disputes: list[dict[str, Any]] = []
+        self.rounds = 0
+
+    @property
+    def validators(self) -> int:
+        return sum(1 for _, role in self.keys.values() if role == "validator")
+
+    def apply(self, seq: int, entry: dict[str, Any], digest: str) -> tuple[int, str] | None:
+        """``(seq, reason)`` of the first fault this entry reveals, or None."""
+        kind, body, signer = entry["kind"], entry["body"], entry["signer"]
+        role = self.keys[signer][1]
+        if kind == "task_created":
+            self.signed_updates = bool(body.get("sign_updates", False))
+        elif kind == "joined" and body.get("role") == "party":
+            index = body.get("party")
+            if not isinstance(index, int) or index < 0 or index in self.parties:
+                return seq, "a party joined entry needs a party index not registered before"
+            self.parties[index] = bytes.fromhex(body["public_key"])
+        elif kind == "commitments":
+            if role not in AGGREGATES:
+                return seq, "commitments must be signed by the aggregator"
+            reason = commitments.check(body, entry["task"], entry["round"], self.parties)
+            if reason is not None:
+                return seq, reason
+            self.committed = (entry["round"], body["root"])
+        elif kind == "round_result":
+            return self._result(seq, entry, digest, role)
+        elif kind in ("cosigned", "dissent"):
+            return self._review(seq, entry, role)
+        return None
+
+    def _result(self, seq: int, entry: dict[str, Any], digest: str, role: str) -> tuple[int, str] | None:
+        fault = self.close()
+        if fault is not None:
+            return fault
+        if role not in AGGREGATES:
+            return seq, "a round result must be signed by the aggregator (or the task owner)"
+        body, r = entry["body"], entry["round"]
+        if self.signed_updates and body.get("updates_root") is not None:
+            if self.committed is None or self.committed[0] != r:
+                return seq, f"round {r}'s result has no signed commitments before it"
+            if self.committed[1] != body["updates_root"]:
+                return seq, f"round {r}'s updates_root is not the root its signed commitments give"
+        self.open = _OpenResult(seq, r, digest, body)
+        self.rounds += 1
+        return None
+
+    def _review(self, seq: int, entry: dict[str, Any], role: str) -> tuple[int, str] | None:
+        body, signer, opened = entry["body"], entry["signer"], self.open
+        if role != "validator":
+            return seq, f"{entry['kind']} by {signer}, a key not registered as a validator"
+        if opened is None or body.get("result") != opened.hash or entry["round"] != opened.round:
+            return seq, f"{entry['kind']} names no round result open for review (replayed or misplaced)"
+        if signer in opened.cosigners or signer in opened.dissenters:
+            return seq, f"validator {signer} reviewed round {opened.round} twice"
+        if entry["kind"] == "dissent":
+            opened.dissenters.append(signer)
+            return None
+        wrong = [k for k in ATTESTED if body.get(k) != opened.body.get(k)]
+        if wrong:
+            return seq, (
+                f"validator {signer} co-signed round {opened.round}'s result but attests other "
+                f"{', '.join(wrong)} than it carries"
+            )
+        opened.cosigners.add(signer)
+        return None
+
+    def close(self) -> tuple[int, str] | None:
+        """Settle the result under review: it needs its quorum; a dissent makes it disputed."""
+        opened, self.open = self.open, None
+        n = self.validators
+        if opened is None or n == 0:
+            return None
+        need, got = quorum_size(n), len(opened.cosigners)
+        if got < need:
+            who = f"; {len(opened.dissenters)} dissented" if opened.dissenters else ""
+            return opened.seq, (
+                f"round {opened.round}'s result has {got} of {n} validators' co-signatures, "
+                f"needs {need} (more than 2/3){who}: it never counted"
+            )
+        if opened.dissenters:
+            self.disputes.append(
+                {
+                    "round": opened.round,
+                    "seq": opened.seq,
+                    "cosigned": sorted(opened.cosigners),
+                    "dissent": sorted(opened.dissenters),
+                }
+            )
+        return None
