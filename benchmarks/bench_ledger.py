@@ -3,7 +3,8 @@
 Per round, the ledger hashes every accepted update (SHA-256 of its float32 bytes), builds the Merkle root of
 the leaves, signs one entry and commits one SQLite transaction. That is timed on synthetic rounds of the
 given sizes (digits' logistic regression: 650 parameters) and, for the whole engine, as the same written
-run (digits, FedAvg, 10 rounds) with ``[ledger] enabled`` on and off, alternated.
+run (digits, FedAvg, 10 rounds): ledger off, the default ledger, 3 validators, signed updates, and both,
+alternated.
 
     .venv/bin/python benchmarks/bench_ledger.py [--entries 100000] [--parties 1000,100000] [--repeats 3]
 """
@@ -80,8 +81,17 @@ def round_overhead(parties: int, repeats: int, where: Path) -> float:
     return best
 
 
-def engine_overhead(parties: int, repeats: int, where: Path) -> tuple[float, float]:
-    """Best wall seconds of a written 10-round digits run with the ledger (on, off)."""
+VARIANTS = {
+    "off": {"enabled": False},
+    "default": {},
+    "3 validators": {"validators": 3},
+    "signed updates": {"sign_updates": True},
+    "3 validators + signed updates": {"validators": 3, "sign_updates": True},
+}
+
+
+def engine_overhead(parties: int, repeats: int, where: Path) -> dict[str, float]:
+    """Best wall seconds of a written 10-round digits run per ledger variant, the variants alternated."""
     from deai.engine.api import run
 
     cfg = {
@@ -89,15 +99,15 @@ def engine_overhead(parties: int, repeats: int, where: Path) -> tuple[float, flo
         "data": {"dataset": "digits", "num_parties": parties, "holdout_fraction": 0.2},
         "strategy": {"lr": 0.5},
     }
-    best = {True: float("inf"), False: float("inf")}
+    best = dict.fromkeys(VARIANTS, float("inf"))
     for i in range(repeats):
-        for enabled in (True, False):
-            out = where / f"engine-{parties}-{enabled}-{i}"
+        for name, ledger in VARIANTS.items():
+            out = where / f"engine-{parties}-{i}-{name.replace(' ', '_')}"
             t0 = time.perf_counter()
-            run({**cfg, "ledger": {"enabled": enabled}}, out)
-            best[enabled] = min(best[enabled], time.perf_counter() - t0)
+            run({**cfg, "ledger": ledger}, out)
+            best[name] = min(best[name], time.perf_counter() - t0)
             shutil.rmtree(out)
-    return best[True], best[False]
+    return best
 
 
 def main() -> None:
@@ -116,11 +126,16 @@ def main() -> None:
         for parties in (int(p) for p in a.parties.split(",")):
             seconds = round_overhead(parties, a.repeats, where)
             print(f"one round, {parties:,} parties x {DIM} params: ledger {1e3 * seconds:.1f} ms")
-        on, off = engine_overhead(a.engine_parties, a.repeats, where)
-        print(
-            f"written run, digits, {a.engine_parties:,} parties, 10 rounds: ledger on {on:.3f} s, "
-            f"off {off:.3f} s, overhead {1e3 * (on - off) / 10:.1f} ms/round ({on / off:.2f}x)"
-        )
+        best = engine_overhead(a.engine_parties, a.repeats, where)
+        off = best["off"]
+        print(f"written run, digits, {a.engine_parties:,} parties, 10 rounds, best of {a.repeats}:")
+        for name, seconds in best.items():
+            extra = (
+                ""
+                if name == "off"
+                else f", +{1e3 * (seconds - off) / 10:.1f} ms/round ({seconds / off:.2f}x)"
+            )
+            print(f"  ledger {name}: {seconds:.3f} s{extra}")
 
 
 if __name__ == "__main__":

@@ -406,6 +406,19 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
         else:
             against = " (no published head given: a cut tail would not show; pass --head or --summary)"
         say(f"[green]valid[/]: {verdict.entries} entries, head {verdict.head}{against}")
+        if verdict.validators:
+            say(
+                f"quorum: each of {verdict.rounds} round results co-signed by more than 2/3 of "
+                f"{verdict.validators} validators"
+            )
+        else:
+            say(f"quorum: none asked ({verdict.rounds} round results, no validators registered)")
+        for d in verdict.disputes:
+            say(
+                f"[bold yellow]disputed[/]: round {d['round']} counted with {len(d['cosigned'])} "
+                f"co-signatures, but {len(d['dissent'])} validator(s) recomputed something else from the "
+                "same updates: one side lied; re-execute the round to settle it"
+            )
         return 0
     bad = verdict.first_bad or {}
     say(f"[bold red]invalid[/]: entry {bad.get('seq')}: {escape(str(bad.get('reason')))}")
@@ -437,7 +450,14 @@ def cmd_ledger_show(args: argparse.Namespace) -> int:
         elif e.get("kind") == "task_created":
             detail = f"task {e.get('task')}, config {str(body.get('config_sha256'))[:12]}…"
         elif e.get("kind") == "joined":
-            detail = f"{body.get('role')} {str(body.get('public_key'))[:12]}…"
+            role = f"party {body['party']}" if "party" in body else body.get("role")
+            detail = f"{role} {str(body.get('public_key'))[:12]}…"
+        elif e.get("kind") == "commitments":
+            detail = f"{len(body.get('leaves', []))} signed updates, root {str(body.get('root'))[:12]}…"
+        elif e.get("kind") == "cosigned":
+            detail = f"recomputed and agrees: model {str(body.get('model_sha256'))[:12]}…"
+        elif e.get("kind") == "dissent":
+            detail = f"disagrees: {body.get('reason')}"
         else:
             detail = jsonio.dumps(body)[:100]
         print(f"{e.get('seq'):>6}  {where:<10} {e.get('kind'):<13} by {str(e.get('signer'))[:8]}  {detail}")

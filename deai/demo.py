@@ -166,7 +166,7 @@ def _ledger_check(run_dir: Path, result: Result) -> list[dict[str, Any]]:
     rewritten: the tampered copy must fail at that entry."""
     import sqlite3
 
-    from deai.verify.ledger import Head, canonical, verify
+    from deai.verify.ledger import Head, canonical, read_entries, verify
 
     head = Head.from_dict(result.ledger or {})
     good = verify(run_dir / "ledger.db", head)
@@ -175,7 +175,10 @@ def _ledger_check(run_dir: Path, result: Result) -> list[dict[str, Any]]:
     db = sqlite3.connect(tampered)
     try:
         with db:
-            query = "SELECT seq, entry FROM entries WHERE entry LIKE '%\"round\":3,%'"
+            query = (
+                'SELECT seq, entry FROM entries WHERE entry LIKE \'%"kind":"round_result"%\' '
+                "AND entry LIKE '%\"round\":3,%'"
+            )
             seq, text = db.execute(query).fetchone()
             entry = json.loads(text)
             entry["body"]["model_sha256"] = "0" * 64  # claim another model for round 3
@@ -184,12 +187,16 @@ def _ledger_check(run_dir: Path, result: Result) -> list[dict[str, Any]]:
         db.close()
     bad = verify(tampered, head)
     tampered.unlink()
+    forged = _forged_by_the_aggregator(run_dir, round_=3)
+    signed = sum(1 for e in read_entries(run_dir / "ledger.db") if e.get("kind") == "commitments")
     return [
         {
             "ledger": "as written",
             "entries": good.entries,
             "verdict": "valid" if good.valid else f"INVALID: {good.first_bad}",
-            "detail": f"head {good.head[:16]}…, signed by the task owner; last round's model = final model: "
+            "detail": f"head {good.head[:16]}…, signed by the task owner; {good.rounds} rounds, each "
+            f"recomputed and co-signed by more than 2/3 of {good.validators} validators, every update "
+            f"signed by its clinic ({signed} rounds of signatures); last round's model = final model: "
             + ("yes" if _last_model(run_dir) == result.model_hash else "NO"),
         },
         {
@@ -198,7 +205,47 @@ def _ledger_check(run_dir: Path, result: Result) -> list[dict[str, Any]]:
             "verdict": "caught" if not bad.valid else "NOT CAUGHT",
             "detail": f"entry {bad.first_bad['seq']}: {bad.first_bad['reason']}" if bad.first_bad else "",
         },
+        {
+            "ledger": "the aggregator rewrites round 3 and re-signs the rest with its own key",
+            "entries": forged.entries,
+            "verdict": "caught" if not forged.valid else "NOT CAUGHT",
+            "detail": f"entry {forged.first_bad['seq']}: {forged.first_bad['reason']}"
+            if forged.first_bad
+            else "",
+        },
     ]
+
+
+def _forged_by_the_aggregator(run_dir: Path, round_: int) -> Any:
+    """A lying aggregator's copy of the ledger: from ``round_`` on it claims another model and re-signs the
+    chain with the keys it holds (its own). It holds no validator's key, so it must leave their
+    co-signatures out; no published head is needed to catch it."""
+    import sqlite3
+
+    from deai.verify.identity import Identity
+    from deai.verify.ledger import Ledger, read_entries, verify
+
+    entries = read_entries(run_dir / "ledger.db")
+    aggregator = Identity.load(run_dir / "keys" / "aggregator.key")
+    cut = next(i for i, e in enumerate(entries) if e.get("round") == round_)
+    forged = run_dir.with_name(run_dir.name + "-forged.db")
+    shutil.copy(run_dir / "ledger.db", forged)
+    db = sqlite3.connect(forged)
+    with db:
+        db.execute("DELETE FROM entries WHERE seq >= ?", (cut,))
+    db.close()
+    ledger = Ledger(forged, entries[0]["task"])
+    for e in entries[cut:]:
+        if e["signer"] != aggregator.id:
+            continue  # a validator's co-signature: the aggregator cannot re-sign it
+        body = dict(e["body"])
+        if e["kind"] == "round_result" and e["round"] == round_:
+            body["model_sha256"] = "0" * 64
+        ledger.append(e["kind"], body, aggregator, e["round"])
+    ledger.close()
+    verdict = verify(forged)
+    forged.unlink()
+    return verdict
 
 
 def _last_model(run_dir: Path) -> str | None:
@@ -228,8 +275,13 @@ def _run_demo(out: Path, rounds: int) -> dict[str, Any]:
     )
     console.print(_collaboration_verdict(collaboration), highlight=False)
     learning = [_collaboration_row(r) for r in collaboration["rows"]]
+    # the written FedAvg run is the one an outsider audits: 3 validators co-sign, every clinic signs
+    audited = {"ledger": {"validators": 3, "sign_updates": True}}
     results = {
-        a: _run(demo_config(a, rounds), f"{a} (seed 0, written)", out / a) for a in ("fedavg", "scaffold")
+        a: _run(
+            demo_config(a, rounds, **(audited if a == "fedavg" else {})), f"{a} (seed 0, written)", out / a
+        )
+        for a in ("fedavg", "scaffold")
     }
     ledger_rows = _ledger_check(out / "fedavg", results["fedavg"])
     _table("Who did what: the clinic run's signed ledger, checked as an outsider would", ledger_rows)

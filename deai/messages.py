@@ -144,3 +144,4 @@ class RoundRecord:
     released: bool  # did the global model change?
     batch: UpdateBatch | None = None
     aggregate: np.ndarray | None = None  # the released update, in-process only
+    asked: np.ndarray | None = None  # int64 party ids the round's task was sent to

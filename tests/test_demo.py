@@ -21,5 +21,8 @@ def test_demo_runs_end_to_end_and_writes_its_report(tmp_path):
         assert heading in page
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["robustness"][0]["defence"] == "(no attack)"
+    verdicts = [r["verdict"] for r in summary["ledger"]]
+    assert verdicts == ["valid", "caught", "caught"]  # as written; a rewritten entry; a lying aggregator
+    assert "co-signatures" in summary["ledger"][2]["detail"]
     secagg_diff = float(summary["privacy"][0]["value"])
     assert secagg_diff < 1e-4  # secure aggregation reproduces plain FedAvg up to fixed-point precision

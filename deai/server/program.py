@@ -267,6 +267,7 @@ class ServerProgram:
         if n and self.asynchronous:
             batch, answers = self._staleness_weighted(batch, r, metrics)
         record = RoundRecord(r, st.version, st.params, np.zeros(0, np.int64), {}, None, metrics, False)
+        record.asked = task.party_ids
         check = None
         if stream is not None:
             rejected |= stream.reasons

@@ -1,6 +1,8 @@
 """What :func:`deai.verify.ledger.verify` checks about rounds, beyond links and signatures.
 
-* A ``round_result`` is signed by the aggregator's registered key (or the owner's, aggregating itself).
+* A ``round_opened`` or ``round_result`` is signed by the aggregator's registered key (or the owner's,
+  aggregating itself), and rounds only move forward: a result for a round at or before the last one's
+  is a replay or a reordering.
 * Signed updates (``task_created.sign_updates``): every round with accepted updates has a
   ``commitments`` entry whose party signatures verify and whose root is the result's ``updates_root``.
 * Quorum: when the task has validators, a result counts only once more than 2/3 of them co-signed it
@@ -48,6 +50,7 @@ class RoundChecks:
         self.committed: tuple[int, str] | None = None  # (round, root) of the last commitments entry
         self.disputes: list[dict[str, Any]] = []
         self.rounds = 0
+        self.last_round = 0  # the round of the last result: rounds only move forward
 
     @property
     def validators(self) -> int:
@@ -71,6 +74,11 @@ class RoundChecks:
             if reason is not None:
                 return seq, reason
             self.committed = (entry["round"], body["root"])
+        elif kind == "round_opened":
+            if role not in AGGREGATES:
+                return seq, "a round must be opened by the aggregator"
+            if entry["round"] is None or entry["round"] <= self.last_round:
+                return seq, f"round {entry['round']} opened after round {self.last_round}'s result"
         elif kind == "round_result":
             return self._result(seq, entry, digest, role)
         elif kind in ("cosigned", "dissent"):
@@ -84,6 +92,9 @@ class RoundChecks:
         if role not in AGGREGATES:
             return seq, "a round result must be signed by the aggregator (or the task owner)"
         body, r = entry["body"], entry["round"]
+        if not isinstance(r, int) or r <= self.last_round:
+            return seq, f"round {r}'s result comes after round {self.last_round}'s (replayed or reordered)"
+        self.last_round = r
         if self.signed_updates and body.get("updates_root") is not None:
             if self.committed is None or self.committed[0] != r:
                 return seq, f"round {r}'s result has no signed commitments before it"

@@ -3,10 +3,11 @@
 The ledger subscribes to the round record stream (no code in the round loop). A new run records
 ``task_created`` (config hash, a fresh task id, the owner's key, whether updates are signed) and one
 ``joined`` per key: the aggregator, each validator, and each party when updates are signed. Then each
-round appends, in one transaction: the ``commitments`` (signed updates only: every leaf with its party's
-signature), the ``round_result`` signed by the aggregator (the released model's hash, the aggregate's
-hash, who was accepted, who was rejected and why, the Merkle root of the accepted updates, epsilon), and
-each validator's ``cosigned`` or ``dissent`` (:mod:`deai.verify.validator`).
+round appends, in one transaction: ``round_opened`` (the parties the task was sent to), the
+``commitments`` (signed updates only: every leaf with its party's signature), the ``round_result``
+signed by the aggregator (the released model's hash, the aggregate's hash, who was accepted, who was
+rejected and why, the Merkle root of the accepted updates, epsilon), and each validator's ``cosigned``
+or ``dissent`` (:mod:`deai.verify.validator`).
 
 Resume: the record of a round reaches the ledger before the round's checkpoint is written, so after a
 kill the ledger may hold rounds the checkpoint does not. A resumed run replays those rounds; each one's
@@ -224,6 +225,8 @@ class RunLedger:
             return
         body = self.result_body(record)
         with self.ledger.transaction() as tx:
+            if record.asked is not None:  # the simulator's round is one step: opened and closed together
+                tx.append("round_opened", {"asked": record.asked.tolist()}, self.keys.aggregator, r)
             if self.keys.parties is not None and record.batch is not None:
                 tx.append("commitments", commitments_body(record.batch, r), self.keys.aggregator, r)
             digest = tx.append("round_result", body, self.keys.aggregator, r)

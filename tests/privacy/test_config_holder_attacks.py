@@ -53,7 +53,9 @@ def test_the_central_noise_cannot_be_regenerated_from_the_config_outside_simulat
         assert np.abs(residual).max() < 1e-6 * sigma  # the clipped mean is exposed
     else:
         assert residual.std() == pytest.approx(np.sqrt(2) * sigma, rel=0.1)  # two independent noises
-        assert abs(np.corrcoef(noise, noise - residual)[0, 1]) < 0.1
+        # independent draws over ~650 coordinates: |r| has sd ~0.04, so 0.25 is a 6-sigma bound (0.1 failed
+        # about once in a hundred runs); regenerated noise would give r ~ 1
+        assert abs(np.corrcoef(noise, noise - residual)[0, 1]) < 0.25
 
 
 def test_two_runs_of_one_config_draw_different_noise_and_simulation_runs_repeat():

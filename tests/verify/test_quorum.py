@@ -274,3 +274,12 @@ def test_the_result_entry_hash_the_validators_sign_is_the_stored_one(tmp_path):
             result = next(x for x in reversed(entries[:i]) if x["kind"] == "round_result")
             assert e["body"]["result"] == entry_hash(canonical(result))
     assert full.ledger["entries"] == len(entries)
+
+
+def test_a_round_result_replayed_later_in_the_chain_is_caught(tmp_path):
+    def replay(entries, keys):
+        result = next(e for e in entries if e["kind"] == "round_result")
+        return [*entries, dict(result)]
+
+    verdict = _rewritten(tmp_path, replay)
+    assert not verdict.valid and "replayed or reordered" in verdict.first_bad["reason"]

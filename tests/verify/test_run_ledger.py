@@ -41,7 +41,10 @@ def test_a_run_writes_a_ledger_that_verifies_against_its_published_head(tmp_path
     head = Head.from_dict(result.ledger)
     assert verify(tmp_path / "run" / "ledger.db", head).valid
     entries = read_entries(tmp_path / "run" / "ledger.db")
-    assert [e["kind"] for e in entries] == ["task_created", "joined"] + ["round_result"] * 4
+    assert [e["kind"] for e in entries] == ["task_created", "joined"] + ["round_opened", "round_result"] * 4
+    for opened, closed in zip(entries[2::2], entries[3::2], strict=True):
+        assert opened["round"] == closed["round"]
+        assert set(closed["body"]["participants"]) <= set(opened["body"]["asked"])
     results = [e for e in entries if e["kind"] == "round_result"]
     assert [e["round"] for e in results] == [1, 2, 3, 4]
     assert results[-1]["body"]["model_sha256"] == result.model_hash
@@ -57,7 +60,7 @@ def test_resume_replays_without_duplicates_and_keeps_the_same_keys(tmp_path):
     before = (crashed / "ledger.db").read_bytes()
     again = resume(crashed)
     assert again.model_hash == full.model_hash
-    assert again.ledger["entries"] == full.ledger["entries"] == 7
+    assert again.ledger["entries"] == full.ledger["entries"] == 2 + 2 * 5
     assert again.ledger["hash"] == full.ledger["hash"]
     assert (crashed / "ledger.db").read_bytes() == before  # nothing appended twice
     more = resume(crashed, rounds=7)
