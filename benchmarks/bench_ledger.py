@@ -74,6 +74,7 @@ def round_overhead(parties: int, repeats: int, where: Path) -> float:
             steps=np.ones(parties, np.int64),
         )
         record = RoundRecord(r, r, deltas[0], batch.party_ids, {}, None, {}, True, batch=batch)
+        record.asked = batch.party_ids
         t0 = time.perf_counter()
         ledger(record)
         best = min(best, time.perf_counter() - t0)

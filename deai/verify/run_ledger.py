@@ -78,6 +78,15 @@ class _Keys:
 
     @classmethod
     def load(cls, keys: Path, validators: int, parties: int | None) -> _Keys:
+        names = ["owner.key", "aggregator.key", *(f"validator-{i}.key" for i in range(validators))]
+        missing = [
+            n for n in [*names, *([PARTY_KEYS] if parties is not None else [])] if not (keys / n).exists()
+        ]
+        if missing:
+            raise ConfigError(
+                f"the run's ledger keys: {', '.join(missing)} missing from {keys}; a run's keys cannot be "
+                "re-made (its ledger registered the originals): restore them, or start a new run"
+            )
         try:
             return cls(
                 Identity.load(keys / "owner.key"),
