@@ -105,6 +105,9 @@ local_epochs = 20
 [participation]
 fraction = 0.5
 dropout_rate = 0.1
+[ledger]
+validators = 3
+sign_updates = true
 """
 
 
@@ -142,7 +145,9 @@ def test_kill_9_then_resume_reaches_the_same_final_model(tmp_path):
     assert rounds == list(range(1, 41))
     # the ledger goes on with the same chain: every round once, the last one's model is the final model
     check = deai("ledger", "verify", str(crash_dir), "--json", cwd=tmp_path)
-    assert check.returncode == 0 and json.loads(check.stdout)["valid"], check.stderr
+    verdict = json.loads(check.stdout)
+    assert check.returncode == 0 and verdict["valid"], check.stderr
+    assert verdict["rounds"] == 40 and verdict["validators"] == 3 and verdict["disputes"] == []
     shown = json.loads(deai("ledger", "show", str(crash_dir), "--json", cwd=tmp_path).stdout)
     results = [e for e in shown if e["kind"] == "round_result"]
     assert [e["round"] for e in results] == list(range(1, 41))
