@@ -458,9 +458,33 @@ def cmd_ledger_show(args: argparse.Namespace) -> int:
             detail = f"recomputed and agrees: model {str(body.get('model_sha256'))[:12]}…"
         elif e.get("kind") == "dissent":
             detail = f"disagrees: {body.get('reason')}"
+        elif e.get("kind") == "valuation":
+            values = body.get("values") or {}
+            top = sorted(values.items(), key=lambda kv: -kv[1])[:3]
+            detail = f"{len(values)} parties valued; top " + ", ".join(f"{p} {v:+.4f}" for p, v in top)
         else:
             detail = jsonio.dumps(body)[:100]
         print(f"{e.get('seq'):>6}  {where:<10} {e.get('kind'):<13} by {str(e.get('signer'))[:8]}  {detail}")
+    return 0
+
+
+def cmd_value(args: argparse.Namespace) -> int:
+    from deai.config import load_config
+    from deai.incentives.valuation import value
+
+    cfg = load_config(args.config)
+    progress, on_round = round_progress(cfg.run.rounds, f"value {escape(cfg.run.name)} ({args.method})")
+    with progress:
+        out = value(cfg, args.method, args.utility, on_round=on_round)
+    if args.json:
+        print(jsonio.dumps({k: out[k] for k in ("method", "utility", "values", "seconds")}))
+        return 0
+    ranked = sorted(out["values"].items(), key=lambda kv: -kv[1])
+    width = max(len(name) for name, _ in ranked)
+    say(f"{out['method']} values, utility: {out['utility']} (summed over {len(out['rounds'])} rounds)")
+    for name, v in ranked:
+        print(f"  {name:<{width}}  {v:+.6f}")
+    say(f"valuation took {out['seconds']:.2f} s of the run's {out['run_seconds']:.2f} s")
     return 0
 
 
@@ -644,6 +668,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ledger_show)
 
+    p_val = sub.add_parser("value", help="each party's contribution: Shapley values from every round")
+    p_val.add_argument("config", help="experiment TOML")
+    p_val.add_argument("--method", default="gtg", help="exact, gtg (GTG-Shapley), tmc or loo (default gtg)")
+    p_val.add_argument("--utility", default="loss", help="loss (minus eval cross-entropy) or accuracy")
+    p_val.add_argument("--json", action="store_true", help='print {"method", "utility", "values", "seconds"}')
+    p_val.set_defaults(func=cmd_value)
     p_key = sub.add_parser("keygen", help="make an Ed25519 key file (OS entropy)")
     p_key.add_argument("--role", required=True, help="owner, aggregator, validator or party")
     p_key.add_argument("--out", required=True, help="key file to write (mode 0600)")

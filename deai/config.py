@@ -247,6 +247,18 @@ class LedgerSection(_Strict):
     )
 
 
+class ValuationSection(_Strict):
+    """Each party's contribution, valued every round (deai.incentives.valuation)."""
+
+    method: Literal["none", "exact", "gtg", "tmc", "loo"] = Field(
+        "none",
+        description="Shapley-style valuation per round: exact, GTG-Shapley, truncated Monte-Carlo, LOO",
+    )
+    utility: Literal["loss", "accuracy"] = Field(
+        "loss", description="the score of a coalition's model on the owner's evaluation rows"
+    )
+
+
 class PrivacySection(_Strict):
     """Differential privacy (deai.privacy.dp): user-level DP-FedAvg and example-level DP-SGD."""
 
@@ -297,6 +309,7 @@ class ExperimentConfig(_Strict):
     validation: ValidationSection = ValidationSection()
     privacy: PrivacySection = PrivacySection()
     ledger: LedgerSection = LedgerSection()
+    valuation: ValuationSection = ValuationSection()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ExperimentConfig:

@@ -29,6 +29,7 @@ class Purpose(IntEnum):
     ATTACK = 7
     NOISE = 8
     DEFENCE = 9
+    VALUE = 10  # the join orders sampled by Monte-Carlo Shapley valuation
 
 
 def _mix(z: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ from deai.config import (
 from deai.data import FederatedData, build_federation, load_dataset
 from deai.engine.rundir import RunDirectory
 from deai.engine.simulation import Simulation
+from deai.incentives.valuation import Valuation, check_valuable
 from deai.messages import RoundRecord
 from deai.models import MLP, LogisticRegression, Model
 from deai.params import params_hash, save_params
@@ -194,11 +195,17 @@ def _execute(
             on_round(m)
 
     ledger = _run_ledger(cfg, sim, rd) if rd is not None and cfg.ledger.enabled else None
+    valuation = None
+    if cfg.valuation.method != "none":
+        valuation = Valuation.of(sim, cfg.valuation.method, cfg.valuation.utility)
     subscriber = on_record
-    if ledger is not None:
+    if ledger is not None or valuation is not None:
 
         def subscriber(record: RoundRecord) -> None:
-            ledger(record)  # before the round's checkpoint: the ledger is never behind it
+            if valuation is not None:
+                valuation(record)  # first: its values go into the metrics line and the ledger
+            if ledger is not None:
+                ledger(record)  # before the round's checkpoint: the ledger is never behind it
             if on_record is not None:
                 on_record(record)
 
@@ -308,7 +315,9 @@ def _privacy_summary(cfg: ExperimentConfig, sim: Simulation) -> dict[str, Any] |
 
 
 def check_ledger_settings(cfg: ExperimentConfig, sim: Simulation) -> None:
-    """Refuse, before anything is written, ledger settings this task cannot honour."""
+    """Refuse, before anything is written, ledger (and valuation) settings this task cannot honour."""
+    if cfg.valuation.method != "none":
+        check_valuable(cfg, cfg.valuation.method)
     led = cfg.ledger
     if not led.enabled:
         return

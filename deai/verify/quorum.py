@@ -11,6 +11,7 @@
   another. A validator that recomputed something else files ``dissent``; a result that reached its quorum
   despite a dissent is reported as disputed (one side lied: the refereed re-execution of the incentives
   issue settles which), not silently accepted.
+* A ``valuation`` is the owner's, for the round under review, and values only that round's participants.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ class RoundChecks:
             return self._result(seq, entry, digest, role)
         elif kind in ("cosigned", "dissent"):
             return self._review(seq, entry, role)
+        elif kind == "valuation":
+            return self._valuation(seq, entry, role)
         return None
 
     def _result(self, seq: int, entry: dict[str, Any], digest: str, role: str) -> tuple[int, str] | None:
@@ -122,6 +125,18 @@ class RoundChecks:
                 f"{', '.join(wrong)} than it carries"
             )
         opened.cosigners.add(signer)
+        return None
+
+    def _valuation(self, seq: int, entry: dict[str, Any], role: str) -> tuple[int, str] | None:
+        """A round's values: the owner's (it scores on its own rows), for that round's accepted parties."""
+        opened, values = self.open, entry["body"].get("values")
+        if role != "owner":
+            return seq, "a valuation must be signed by the task owner"
+        if opened is None or entry["round"] != opened.round or not isinstance(values, dict):
+            return seq, "a valuation names no round result open for it"
+        outsiders = set(values) - {str(p) for p in opened.body.get("participants", [])}
+        if outsiders:
+            return seq, f"round {opened.round}'s valuation names parties not accepted: {sorted(outsiders)}"
         return None
 
     def close(self) -> tuple[int, str] | None:

@@ -242,6 +242,8 @@ class RunLedger:
             for v in self.validators:
                 kind, review = v.review(record, body, digest)
                 tx.append(kind, review, v.identity, r)
+            if "values" in record.metrics:  # the owner values the round on its own evaluation rows
+                tx.append("valuation", {"values": record.metrics["values"]}, self.keys.owner, r)
         self.recorded[r] = (body, digest)
 
     def head(self) -> Head:

@@ -1,0 +1,1 @@
+"""Incentives: what each party's contribution was worth (deai.incentives.valuation, .shapley)."""
