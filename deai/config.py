@@ -512,6 +512,8 @@ def ineffective_settings(cfg: ExperimentConfig) -> list[str]:
             for n in ("validators", "sign_updates")
             if changed(cfg.ledger, n)
         ]
+    if cfg.valuation.method == "none" and changed(cfg.valuation, "utility"):
+        out.append("valuation.utility has no effect while valuation.method is 'none'")
     if atk.kind == "none" and (atk.options or atk.fraction > 0):
         out.append("attack.fraction and attack.options have no effect while attack.kind is 'none'")
     return out

@@ -157,3 +157,18 @@ def test_kill_9_then_resume_reaches_the_same_final_model(tmp_path):
 def test_resume_of_a_missing_directory_is_a_clear_error(tmp_path):
     r = deai("run", "--resume", str(tmp_path / "nope"), cwd=tmp_path)
     assert r.returncode == 2 and "not a deai run directory" in r.stderr
+
+
+def test_value_prints_strict_json_of_each_party_and_refuses_bad_methods(tmp_path):
+    cfg = write(tmp_path, GOOD)
+    r = deai("value", str(cfg), "--method", "exact", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert set(out) == {"method", "utility", "values", "seconds"} and out["method"] == "exact"
+    assert sorted(out["values"]) == [f"party-{p:03d}" for p in range(5)]
+    human = deai("value", str(cfg), "--method", "loo", cwd=tmp_path)
+    assert human.returncode == 0 and "loo values" in human.stderr + human.stdout
+    bad = deai("value", str(cfg), "--method", "banzhaf", cwd=tmp_path)
+    assert bad.returncode == 2 and "--method must be one of exact, gtg, tmc, loo" in bad.stderr
+    missing = deai("value", str(tmp_path / "nope.toml"), cwd=tmp_path)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
