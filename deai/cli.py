@@ -458,6 +458,9 @@ def cmd_ledger_show(args: argparse.Namespace) -> int:
             detail = f"recomputed and agrees: model {str(body.get('model_sha256'))[:12]}…"
         elif e.get("kind") == "dissent":
             detail = f"disagrees: {body.get('reason')}"
+        elif e.get("kind") == "rewards":
+            paid = body.get("paid") or {}
+            detail = f"paid {sum(paid.values()):.4f} to {sum(1 for v in paid.values() if v > 0)} parties"
         elif e.get("kind") == "valuation":
             values = body.get("values") or {}
             top = sorted(values.items(), key=lambda kv: -kv[1])[:3]
@@ -485,6 +488,32 @@ def cmd_value(args: argparse.Namespace) -> int:
     for name, v in ranked:
         print(f"  {name:<{width}}  {v:+.6f}")
     say(f"valuation took {out['seconds']:.2f} s of the run's {out['run_seconds']:.2f} s")
+    return 0
+
+
+def cmd_ledger_balances(args: argparse.Namespace) -> int:
+    from deai.incentives.rewards import balances
+    from deai.verify.ledger import LedgerError, verify
+
+    ledger, _ = _ledger_target(args.path)
+    try:
+        verdict = verify(ledger)
+        table = balances(ledger)
+    except LedgerError as err:
+        raise ConfigError(str(err)) from None
+    if not verdict.valid:  # balances from a broken log would be whatever the tamperer wrote
+        bad = verdict.first_bad or {}
+        say(f"[bold red]invalid[/]: entry {bad.get('seq')}: {escape(str(bad.get('reason')))}; no balances")
+        return 1
+    if args.json:
+        print(jsonio.dumps(table))
+        return 0
+    if not table:
+        say("no party accounts: the task set no incentives (ledger.sign_updates and [incentives])")
+        return 0
+    print(f"{'party':>8}  {'stake':>12}  {'paid':>12}  {'balance':>12}")
+    for party, row in table.items():
+        print(f"{party:>8}  {row['stake']:>12.6f}  {row['paid']:>12.6f}  {row['balance']:>12.6f}")
     return 0
 
 
@@ -662,6 +691,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help='print {"valid", "entries", "head", "first_bad"}')
     p.set_defaults(func=cmd_ledger_verify)
+    p = lsub.add_parser("balances", help="each party's stake, payouts and balance, re-derived from the log")
+    p.add_argument("path", help="a run directory or its ledger.db")
+    p.add_argument("--json", action="store_true", help='print {party: {"stake", "paid", "balance"}}')
+    p.set_defaults(func=cmd_ledger_balances)
     p = lsub.add_parser("show", help="the ledger's history, one line per entry")
     p.add_argument("path", help="a run directory or its ledger.db")
     p.add_argument("--round", type=int, help="only this round's entries")

@@ -259,6 +259,16 @@ class ValuationSection(_Strict):
     )
 
 
+class IncentivesSection(_Strict):
+    """Rewards and reputation from the round's values (deai.incentives.rewards), recorded on the ledger."""
+
+    reward_per_round: float = Field(
+        0.0, ge=0, description="tokens paid each round among accepted parties by value x reputation (0: off)"
+    )
+    reputation_rate: float = Field(0.5, gt=0, le=1, description="weight of the newest round in reputation")
+    stake: float = Field(0.0, ge=0, description="what each party stakes when it joins the task")
+
+
 class PrivacySection(_Strict):
     """Differential privacy (deai.privacy.dp): user-level DP-FedAvg and example-level DP-SGD."""
 
@@ -310,6 +320,7 @@ class ExperimentConfig(_Strict):
     privacy: PrivacySection = PrivacySection()
     ledger: LedgerSection = LedgerSection()
     valuation: ValuationSection = ValuationSection()
+    incentives: IncentivesSection = IncentivesSection()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ExperimentConfig:
@@ -511,6 +522,12 @@ def ineffective_settings(cfg: ExperimentConfig) -> list[str]:
             f"ledger.{n} has no effect while ledger.enabled is false"
             for n in ("validators", "sign_updates")
             if changed(cfg.ledger, n)
+        ]
+    if cfg.incentives.reward_per_round == 0:
+        out += [
+            f"incentives.{n} has no effect while incentives.reward_per_round is 0"
+            for n in ("reputation_rate", "stake")
+            if changed(cfg.incentives, n)
         ]
     if cfg.valuation.method == "none" and changed(cfg.valuation, "utility"):
         out.append("valuation.utility has no effect while valuation.method is 'none'")

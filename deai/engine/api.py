@@ -33,6 +33,7 @@ from deai.config import (
 from deai.data import FederatedData, build_federation, load_dataset
 from deai.engine.rundir import RunDirectory
 from deai.engine.simulation import Simulation
+from deai.incentives.rewards import balances
 from deai.incentives.valuation import Valuation, check_valuable
 from deai.messages import RoundRecord
 from deai.models import MLP, LogisticRegression, Model
@@ -63,6 +64,7 @@ class Result:
     stopped: str | None = None
     diverged: bool = False
     ledger: dict[str, Any] | None = None  # the ledger's path and its signed head (task, entries, hash)
+    balances: dict[str, Any] | None = None  # each party's stake, paid and balance ([incentives])
 
     def summary(self) -> dict[str, Any]:
         """The machine-readable summary printed by ``deai run --json``."""
@@ -86,6 +88,8 @@ class Result:
             out["diverged"] = True
         if self.ledger is not None:
             out["ledger"] = self.ledger
+        if self.balances is not None:
+            out["balances"] = self.balances
         return out
 
 
@@ -249,6 +253,7 @@ def _execute(
         stopped=sim.stopped,
         diverged=sim.diverged,
         ledger=None if ledger is None else {"path": str(ledger.path), **ledger.head().as_dict()},
+        balances=None if ledger is None or ledger.book is None else balances(ledger.path),
     )
     if rd is not None:
         with rd.writing(rd.path / "final.npz"):
@@ -318,6 +323,20 @@ def check_ledger_settings(cfg: ExperimentConfig, sim: Simulation) -> None:
     """Refuse, before anything is written, ledger (and valuation) settings this task cannot honour."""
     if cfg.valuation.method != "none":
         check_valuable(cfg, cfg.valuation.method)
+    if cfg.incentives.reward_per_round > 0:
+        missing = [
+            fix
+            for ok, fix in (
+                (cfg.valuation.method != "none", "valuation.method (e.g. 'gtg'): rewards follow value"),
+                (
+                    cfg.ledger.enabled and cfg.ledger.sign_updates,
+                    "ledger.sign_updates = true: rewards go to keys",
+                ),
+            )
+            if not ok
+        ]
+        if missing:
+            raise ConfigError(f"incentives.reward_per_round > 0 needs {' and '.join(missing)}")
     led = cfg.ledger
     if not led.enabled:
         return
@@ -365,6 +384,7 @@ def _run_ledger(cfg: ExperimentConfig, sim: Simulation, rd: RunDirectory) -> Run
         validators=cfg.ledger.validators,
         make_validator=make_validator,
         parties=sim.fed.num_parties if cfg.ledger.sign_updates else None,
+        incentives=cfg.incentives.model_dump() if cfg.incentives.reward_per_round > 0 else None,
     )
     ledger.check_start(server.state.round, server.state.params)
     keys = ledger.party_keys

@@ -12,6 +12,9 @@
   despite a dissent is reported as disputed (one side lied: the refereed re-execution of the incentives
   issue settles which), not silently accepted.
 * A ``valuation`` is the owner's, for the round under review, and values only that round's participants.
+* ``rewards`` (a task with incentives): the owner's, one per valued round, and equal to what the task's
+  reward rule gives from the recorded values (:mod:`deai.incentives.rewards`): a changed payout or
+  reputation is caught exactly.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from deai.incentives.rewards import RewardBook
 from deai.verify import commitments
 
 AGGREGATES = ("aggregator", "owner")  # roles that may publish a round (an owner may aggregate itself)
@@ -38,6 +42,8 @@ class _OpenResult:
     body: dict[str, Any]
     cosigners: set[str] = field(default_factory=set)
     dissenters: list[str] = field(default_factory=list)
+    values: dict[str, float] | None = None  # the owner's valuation of the round, if any
+    rewarded: bool = False
 
 
 class RoundChecks:
@@ -52,6 +58,7 @@ class RoundChecks:
         self.disputes: list[dict[str, Any]] = []
         self.rounds = 0
         self.last_round = 0  # the round of the last result: rounds only move forward
+        self.book: RewardBook | None = None  # the task's reward rule, replayed to check every payout
 
     @property
     def validators(self) -> int:
@@ -63,6 +70,12 @@ class RoundChecks:
         role = self.keys[signer][1]
         if kind == "task_created":
             self.signed_updates = bool(body.get("sign_updates", False))
+            terms = body.get("incentives")
+            if terms is not None:
+                try:
+                    self.book = RewardBook(float(terms["reward_per_round"]), float(terms["reputation_rate"]))
+                except (KeyError, TypeError, ValueError):
+                    return seq, "task_created's incentives need reward_per_round and reputation_rate"
         elif kind == "joined" and body.get("role") == "party":
             index = body.get("party")
             if not isinstance(index, int) or index < 0 or index in self.parties:
@@ -86,6 +99,8 @@ class RoundChecks:
             return self._review(seq, entry, role)
         elif kind == "valuation":
             return self._valuation(seq, entry, role)
+        elif kind == "rewards":
+            return self._rewards(seq, entry, role)
         return None
 
     def _result(self, seq: int, entry: dict[str, Any], digest: str, role: str) -> tuple[int, str] | None:
@@ -137,11 +152,38 @@ class RoundChecks:
         outsiders = set(values) - {str(p) for p in opened.body.get("participants", [])}
         if outsiders:
             return seq, f"round {opened.round}'s valuation names parties not accepted: {sorted(outsiders)}"
+        opened.values = values
+        return None
+
+    def _rewards(self, seq: int, entry: dict[str, Any], role: str) -> tuple[int, str] | None:
+        """A round's payouts and reputations: re-derived here from its valuation by the task's rule."""
+        opened = self.open
+        if role != "owner":
+            return seq, "rewards must be signed by the task owner"
+        if self.book is None:
+            return seq, "rewards in a task that set no incentives"
+        if opened is None or opened.values is None or opened.rewarded or entry["round"] != opened.round:
+            return seq, "rewards name no valued round open for them"
+        expected = self.book.settle(opened.values, opened.body.get("rejected", {}))
+        opened.rewarded = True
+        if entry["body"] != expected:
+            wrong = sorted(
+                p
+                for part in ("paid", "reputation")
+                for p in set(expected[part]) | set(entry["body"].get(part, {}))
+                if expected[part].get(p) != entry["body"].get(part, {}).get(p)
+            )
+            return (
+                seq,
+                f"round {opened.round}'s rewards differ from what its valuation gives, for parties {wrong}",
+            )
         return None
 
     def close(self) -> tuple[int, str] | None:
         """Settle the result under review: it needs its quorum; a dissent makes it disputed."""
         opened, self.open = self.open, None
+        if opened is not None and self.book is not None and opened.values is not None and not opened.rewarded:
+            return opened.seq, f"round {opened.round} was valued, but its rewards were never recorded"
         n = self.validators
         if opened is None or n == 0:
             return None

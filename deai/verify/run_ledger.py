@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from deai.config import ConfigError
+from deai.incentives.rewards import RewardBook
 from deai.messages import RoundRecord
 from deai.params import Layout, params_hash
 from deai.verify.commitments import commitments_body, updates_root
@@ -124,6 +125,10 @@ class _Existing:
                 "keys, ledger.validators or ledger.sign_updates changed since the run started"
             )
         self.task = entries[0]["task"]
+        self.reputation: dict[str, float] = {}  # each party's reputation after the last recorded round
+        for e in entries:
+            if e.get("kind") == "rewards":
+                self.reputation.update(e["body"].get("reputation", {}))
         self.results = {
             int(e["round"]): (e["body"], entry_hash(canonical(e)))
             for e in entries
@@ -148,18 +153,32 @@ class RunLedger:
         validators: int = 0,
         make_validator: MakeValidator | None = None,
         parties: int | None = None,
+        incentives: dict[str, float] | None = None,
     ) -> None:
         if validators and make_validator is None:
             raise ValueError("validators need make_validator")
         self.path = Path(run_dir) / LEDGER_FILE
-        self.layout = layout
+        self.layout, self.incentives = layout, incentives
         keys_dir = Path(run_dir) / KEYS_DIR
         if self.path.exists():
             self.keys = _Keys.load(keys_dir, validators, parties)
             existing = _Existing(self.path, self.keys)
             self.recorded = existing.results  # round -> (result body, its entry hash)
             self.ledger = Ledger(self.path, existing.task)
+            self.book = (
+                None
+                if incentives is None
+                else RewardBook(
+                    incentives["reward_per_round"], incentives["reputation_rate"], existing.reputation
+                )
+            )
         else:
+            self.book = (
+                None
+                if incentives is None
+                else RewardBook(incentives["reward_per_round"], incentives["reputation_rate"])
+            )
+
             self.keys = _Keys.generate(keys_dir, validators, parties)
             self.recorded = {}
             try:
@@ -184,13 +203,17 @@ class RunLedger:
             "owner_key": k.owner.public_key.hex(),
             "sign_updates": k.parties is not None,
         }
+        party = {}
+        if self.incentives is not None:
+            created["incentives"] = self.incentives
+            party["stake"] = self.incentives["stake"]
         with self.ledger.transaction() as tx:
             tx.append("task_created", created, k.owner)
             tx.append("joined", {"public_key": k.aggregator.public_key.hex(), "role": "aggregator"}, k.owner)
             for v in k.validators:
                 tx.append("joined", {"public_key": v.public_key.hex(), "role": "validator"}, k.owner)
             for i, key in enumerate([] if k.parties is None else k.parties.public_keys):
-                tx.append("joined", {"public_key": key.hex(), "role": "party", "party": i}, k.owner)
+                tx.append("joined", {"public_key": key.hex(), "role": "party", "party": i, **party}, k.owner)
 
     def check_start(self, round_: int, params: np.ndarray) -> None:
         """A resumed run starts from its checkpoint: that model must be the one the ledger recorded."""
@@ -244,6 +267,9 @@ class RunLedger:
                 tx.append(kind, review, v.identity, r)
             if "values" in record.metrics:  # the owner values the round on its own evaluation rows
                 tx.append("valuation", {"values": record.metrics["values"]}, self.keys.owner, r)
+                if self.book is not None:
+                    rewards = self.book.settle(record.metrics["values"], body["rejected"])
+                    tx.append("rewards", rewards, self.keys.owner, r)
         self.recorded[r] = (body, digest)
 
     def head(self) -> Head:
