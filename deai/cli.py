@@ -458,6 +458,8 @@ def cmd_ledger_show(args: argparse.Namespace) -> int:
             detail = f"recomputed and agrees: model {str(body.get('model_sha256'))[:12]}…"
         elif e.get("kind") == "dissent":
             detail = f"disagrees: {body.get('reason')}"
+        elif e.get("kind") == "slash":
+            detail = f"party {body.get('party')} slashed: {body.get('reason')} (evidence checked by verify)"
         elif e.get("kind") == "rewards":
             paid = body.get("paid") or {}
             detail = f"paid {sum(paid.values()):.4f} to {sum(1 for v in paid.values() if v > 0)} parties"
@@ -511,9 +513,10 @@ def cmd_ledger_balances(args: argparse.Namespace) -> int:
     if not table:
         say("no party accounts: the task set no incentives (ledger.sign_updates and [incentives])")
         return 0
-    print(f"{'party':>8}  {'stake':>12}  {'paid':>12}  {'balance':>12}")
+    print(f"{'party':>8}  {'stake':>12}  {'slashed':>12}  {'paid':>12}  {'balance':>12}")
     for party, row in table.items():
-        print(f"{party:>8}  {row['stake']:>12.6f}  {row['paid']:>12.6f}  {row['balance']:>12.6f}")
+        cells = "  ".join(f"{row[k]:>12.6f}" for k in ("stake", "slashed", "paid", "balance"))
+        print(f"{party:>8}  {cells}")
     return 0
 
 
@@ -693,7 +696,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ledger_verify)
     p = lsub.add_parser("balances", help="each party's stake, payouts and balance, re-derived from the log")
     p.add_argument("path", help="a run directory or its ledger.db")
-    p.add_argument("--json", action="store_true", help='print {party: {"stake", "paid", "balance"}}')
+    p.add_argument(
+        "--json", action="store_true", help='print {party: {"stake", "slashed", "paid", "balance"}}'
+    )
     p.set_defaults(func=cmd_ledger_balances)
     p = lsub.add_parser("show", help="the ledger's history, one line per entry")
     p.add_argument("path", help="a run directory or its ledger.db")

@@ -240,6 +240,11 @@ class LedgerSection(_Strict):
         description="in-process validators that recompute each round and co-sign it; a result counts "
         "with more than 2/3 of them (0: no quorum)",
     )
+    commit_reveal: bool = Field(
+        False,
+        description="each party commits to its update before revealing it; broken commitments and copies "
+        "of another's update are rejected and, where provable, slashed (needs sign_updates)",
+    )
     sign_updates: bool = Field(
         False,
         description="each party signs every update and the server rejects unsigned ones; the ledger "
@@ -267,6 +272,9 @@ class IncentivesSection(_Strict):
     )
     reputation_rate: float = Field(0.5, gt=0, le=1, description="weight of the newest round in reputation")
     stake: float = Field(0.0, ge=0, description="what each party stakes when it joins the task")
+    slash_fraction: float = Field(
+        1.0, ge=0, le=1, description="share of its remaining stake a party loses per proven offence"
+    )
 
 
 class PrivacySection(_Strict):
@@ -520,13 +528,13 @@ def ineffective_settings(cfg: ExperimentConfig) -> list[str]:
     if not cfg.ledger.enabled:
         out += [
             f"ledger.{n} has no effect while ledger.enabled is false"
-            for n in ("validators", "sign_updates")
+            for n in ("validators", "sign_updates", "commit_reveal")
             if changed(cfg.ledger, n)
         ]
     if cfg.incentives.reward_per_round == 0:
         out += [
             f"incentives.{n} has no effect while incentives.reward_per_round is 0"
-            for n in ("reputation_rate", "stake")
+            for n in ("reputation_rate", "stake", "slash_fraction")
             if changed(cfg.incentives, n)
         ]
     if cfg.valuation.method == "none" and changed(cfg.valuation, "utility"):

@@ -47,6 +47,7 @@ class UpdateBatch:
     control_deltas: np.ndarray | None = None  # float32 [P, dim] SCAFFOLD's c_i+ - c_i
     arrival: np.ndarray | None = None  # float64 [P] simulated arrival time after the round opened
     signatures: list[bytes] | None = None  # each row's party signature ([ledger] sign_updates)
+    commits: list[Any] | None = None  # each row's signed commitment and salt ([ledger] commit_reveal)
     _digests: list[bytes] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -60,6 +61,7 @@ class UpdateBatch:
 
         picked = np.arange(len(self))[rows].tolist()
         signatures = None if self.signatures is None else [self.signatures[i] for i in picked]
+        commits = None if self.commits is None else [self.commits[i] for i in picked]
         digests = None if self._digests is None else [self._digests[i] for i in picked]
 
         return UpdateBatch(
@@ -73,13 +75,14 @@ class UpdateBatch:
             control_deltas=pick(self.control_deltas),
             arrival=pick(self.arrival),
             signatures=signatures,
+            commits=commits,
             _digests=digests,
         )
 
     def with_deltas(self, deltas: np.ndarray) -> UpdateBatch:
         """The same batch carrying other update rows (an adversary's crafted matrix); digests recomputed."""
         out = self.take(slice(None))
-        out.deltas, out.signatures, out._digests = deltas, None, None
+        out.deltas, out.signatures, out.commits, out._digests = deltas, None, None, None
         return out
 
     def digests(self) -> list[bytes]:
@@ -115,6 +118,9 @@ class UpdateBatch:
             signatures=None
             if any(b.signatures is None for b in batches)
             else [s for b in batches for s in b.signatures],
+            commits=None
+            if any(b.commits is None for b in batches)
+            else [c for b in batches for c in b.commits],
         )
 
 
@@ -145,3 +151,4 @@ class RoundRecord:
     batch: UpdateBatch | None = None
     aggregate: np.ndarray | None = None  # the released update, in-process only
     asked: np.ndarray | None = None  # int64 party ids the round's task was sent to
+    evidence: dict[int, dict[str, Any]] | None = None  # party -> proof of a broken commit-reveal

@@ -38,6 +38,7 @@ from deai.incentives.valuation import Valuation, check_valuable
 from deai.messages import RoundRecord
 from deai.models import MLP, LogisticRegression, Model
 from deai.params import params_hash, save_params
+from deai.verify.commit_reveal import RevealCheck
 from deai.verify.identity import Identity
 from deai.verify.run_ledger import RunLedger, check_resumable
 from deai.verify.update_signing import SigningParties, UpdateVerifier
@@ -353,6 +354,10 @@ def check_ledger_settings(cfg: ExperimentConfig, sim: Simulation) -> None:
                 f"cannot be recomputed: {'; '.join(limits)}. Set ledger.validators = 0, or choose another "
                 "strategy.aggregator"
             )
+    if led.commit_reveal and not led.sign_updates:
+        raise ConfigError(
+            "ledger.commit_reveal: commitments are signed by each party's key; set ledger.sign_updates = true"
+        )
     if led.sign_updates and traits(sim.strategy.aggregator).private:
         raise ConfigError(
             f"ledger.sign_updates: under {cfg.strategy.aggregator!r} updates never leave the parties, so "
@@ -385,12 +390,16 @@ def _run_ledger(cfg: ExperimentConfig, sim: Simulation, rd: RunDirectory) -> Run
         make_validator=make_validator,
         parties=sim.fed.num_parties if cfg.ledger.sign_updates else None,
         incentives=cfg.incentives.model_dump() if cfg.incentives.reward_per_round > 0 else None,
+        commit_reveal=cfg.ledger.commit_reveal,
     )
     ledger.check_start(server.state.round, server.state.params)
     keys = ledger.party_keys
     if keys is not None:
-        sim.transport.party = SigningParties(sim.transport.party, keys, ledger.task)
+        commit = cfg.ledger.commit_reveal
+        sim.transport.party = SigningParties(sim.transport.party, keys, ledger.task, commit_reveal=commit)
         server.update_verifier = UpdateVerifier(keys.public_keys, ledger.task)
+        if commit:
+            server.reveal_check = RevealCheck(keys.public_keys, ledger.task)
     return ledger
 
 

@@ -12,8 +12,10 @@ then updates each reputation as an exponential moving average of the round's out
 
 Reputation starts at 1. A rejection by the robust aggregator or validation lowers reputation but never
 takes stake: such rejections also hit honest parties with unusual data, so they are not evidence of
-cheating. Slashing (taking stake) needs cryptographic evidence, and none is recorded yet; a bad signature
-is not such evidence against the party it names, since anyone can send garbage under someone's name.
+cheating. Slashing (taking stake) needs cryptographic evidence that the party itself signed something
+false: a reveal that breaks its signed commitment, or a signed exact copy of another party's accepted
+update (``slash`` entries, :mod:`deai.verify.commit_reveal`). A bad signature is not such evidence against
+the party it names, since anyone can send garbage under someone's name.
 
 The writer (a run) and the checker (:func:`deai.verify.ledger.verify`) both run :class:`RewardBook` on the
 values as the ledger stores them, so a tampered payout or reputation is caught exactly, not within a
@@ -60,24 +62,36 @@ class RewardBook:
 
 
 def balances(path: Path) -> dict[str, Any]:
-    """Each party's stake, total paid and balance, from a ledger's entries alone (unchecked: verify first)."""
+    """Each party's stake, what was slashed, total paid and balance, from a ledger's entries alone
+    (unchecked: verify first). A proven offence takes ``slash_fraction`` of the stake that remains."""
     from deai.verify.ledger import read_entries
 
     stake: dict[str, float] = {}
+    slashed: dict[str, float] = {}
     paid: dict[str, float] = {}
+    fraction = 1.0
     for e in read_entries(path):
         body = e.get("body", {})
-        if e.get("kind") == "joined" and body.get("role") == "party":
+        kind = e.get("kind")
+        if kind == "task_created":
+            fraction = float((body.get("incentives") or {}).get("slash_fraction", 1.0))
+        elif kind == "joined" and body.get("role") == "party":
             stake[str(body["party"])] = float(body.get("stake", 0.0))
-        elif e.get("kind") == "rewards":
+        elif kind == "rewards":
             for p, amount in body.get("paid", {}).items():
                 paid[p] = paid.get(p, 0.0) + float(amount)
+        elif kind == "slash":
+            p = str(body["party"])
+            taken = round(fraction * (stake.get(p, 0.0) - slashed.get(p, 0.0)), PRECISION)
+            slashed[p] = slashed.get(p, 0.0) + taken
     parties = sorted(set(stake) | set(paid), key=lambda p: (len(p), p))
-    return {
-        p: {
+    out = {}
+    for p in parties:
+        kept = stake.get(p, 0.0) - slashed.get(p, 0.0)
+        out[p] = {
             "stake": stake.get(p, 0.0),
+            "slashed": round(slashed.get(p, 0.0), PRECISION),
             "paid": round(paid.get(p, 0.0), PRECISION),
-            "balance": round(stake.get(p, 0.0) + paid.get(p, 0.0), PRECISION),
+            "balance": round(kept + paid.get(p, 0.0), PRECISION),
         }
-        for p in parties
-    }
+    return out

@@ -120,9 +120,12 @@ class ServerProgram:
         self.state = ServerState(round=0, version=0, params=w0, opt_state=server_opt.init(len(w0)))
         self.stopped: str | None = None  # why the run ended before run.rounds, if it did
         self.diverged = False
-        # [ledger] sign_updates: rows without a valid signature of the party they name are dropped in accept
+        # [ledger] sign_updates / commit_reveal: accept drops rows without a valid signature of the party
+        # they name, or whose reveal breaks its commitment or copies another's update
         self.update_verifier: UpdateVerifier | None = None
+        self.reveal_check: Any = None  # [ledger] commit_reveal: deai.verify.commit_reveal.RevealCheck
         self._bad_signatures: dict[int, str] = {}
+        self._evidence: dict[int, dict[str, Any]] = {}
         self._task: TrainTask | None = None
         self._batches: list[UpdateBatch] = []
         self._failures: list[Failure] = []
@@ -204,6 +207,12 @@ class ServerProgram:
             if bad.any():
                 self._bad_signatures |= {int(p): BAD_SIGNATURE for p in item.party_ids[bad]}
                 item = item.take(~bad)
+        if self.reveal_check is not None and len(item):
+            bad, reasons, evidence = self.reveal_check.check(item)
+            self._bad_signatures |= reasons
+            self._evidence |= evidence
+            if bad.any():
+                item = item.take(~bad)
         if item.arrival is not None and len(item):
             self._arrived = max(self._arrived, float(item.arrival.max()))
         if "cut_short" in item.metrics:
@@ -245,7 +254,7 @@ class ServerProgram:
         # under a private sum a party that finds its own update unencodable reports that instead of the row
         rejected = {int(p): f.reason for f in failures if f.reason in UNUSABLE for p in f.party_ids}
         rejected |= self._bad_signatures
-        self._bad_signatures = {}
+        evidence, self._bad_signatures, self._evidence = self._evidence, {}, {}
         reported = len(rejected)
         batch = UpdateBatch.concat(batches) if batches else None
         n = stream.rows if stream is not None else 0 if batch is None else len(batch)
@@ -267,7 +276,7 @@ class ServerProgram:
         if n and self.asynchronous:
             batch, answers = self._staleness_weighted(batch, r, metrics)
         record = RoundRecord(r, st.version, st.params, np.zeros(0, np.int64), {}, None, metrics, False)
-        record.asked = task.party_ids
+        record.asked, record.evidence = task.party_ids, evidence or None
         check = None
         if stream is not None:
             rejected |= stream.reasons
@@ -320,6 +329,8 @@ class ServerProgram:
                     if not self._step(update, r):
                         return None
                     record.accepted, record.batch, record.aggregate = kept.party_ids, kept, update
+                    if self.reveal_check is not None:
+                        self.reveal_check.remember(kept)
                     record.weights = self._shares(kept, ctx)
                     metrics.update(self._signals(kept, update, ctx, record.weights))
             if self.dp is not None and not keep.any() and not self._release_noise_only(r, metrics):

@@ -24,6 +24,9 @@ from typing import Any
 
 from deai.incentives.rewards import RewardBook
 from deai.verify import commitments
+from deai.verify.commit_reveal import COPIED_UPDATE, REVEAL_MISMATCH, mismatch_evidence
+from deai.verify.identity import key_id, verify_signature
+from deai.verify.update_signing import update_message
 
 AGGREGATES = ("aggregator", "owner")  # roles that may publish a round (an owner may aggregate itself)
 ATTESTED = ("updates_root", "aggregate_sha256", "model_sha256")
@@ -54,7 +57,11 @@ class RoundChecks:
         self.signed_updates = False
         self.parties: dict[int, bytes] = {}
         self.open: _OpenResult | None = None
-        self.committed: tuple[int, str] | None = None  # (round, root) of the last commitments entry
+        self.committed = False  # the task uses commit-reveal: every leaf carries its signed commitment
+        self.last_commitments: tuple[int, str] | None = None  # (round, root) of the last commitments entry
+        self.leaves: dict[str, int] = {}  # digest -> party of the last commitments entry
+        self.previous_leaves: dict[str, int] = {}  # ... and of the one before it (what a copier copies)
+        self.slashes: list[dict[str, Any]] = []
         self.disputes: list[dict[str, Any]] = []
         self.rounds = 0
         self.last_round = 0  # the round of the last result: rounds only move forward
@@ -70,6 +77,7 @@ class RoundChecks:
         role = self.keys[signer][1]
         if kind == "task_created":
             self.signed_updates = bool(body.get("sign_updates", False))
+            self.committed = bool(body.get("commit_reveal", False))
             terms = body.get("incentives")
             if terms is not None:
                 try:
@@ -84,10 +92,13 @@ class RoundChecks:
         elif kind == "commitments":
             if role not in AGGREGATES:
                 return seq, "commitments must be signed by the aggregator"
-            reason = commitments.check(body, entry["task"], entry["round"], self.parties)
+            reason = commitments.check(
+                body, entry["task"], entry["round"], self.parties, committed=self.committed
+            )
             if reason is not None:
                 return seq, reason
-            self.committed = (entry["round"], body["root"])
+            self.last_commitments = (entry["round"], body["root"])
+            self.previous_leaves, self.leaves = self.leaves, {leaf[1]: leaf[0] for leaf in body["leaves"]}
         elif kind == "round_opened":
             if role not in AGGREGATES:
                 return seq, "a round must be opened by the aggregator"
@@ -101,6 +112,8 @@ class RoundChecks:
             return self._valuation(seq, entry, role)
         elif kind == "rewards":
             return self._rewards(seq, entry, role)
+        elif kind == "slash":
+            return self._slash(seq, entry, role)
         return None
 
     def _result(self, seq: int, entry: dict[str, Any], digest: str, role: str) -> tuple[int, str] | None:
@@ -114,9 +127,9 @@ class RoundChecks:
             return seq, f"round {r}'s result comes after round {self.last_round}'s (replayed or reordered)"
         self.last_round = r
         if self.signed_updates and body.get("updates_root") is not None:
-            if self.committed is None or self.committed[0] != r:
+            if self.last_commitments is None or self.last_commitments[0] != r:
                 return seq, f"round {r}'s result has no signed commitments before it"
-            if self.committed[1] != body["updates_root"]:
+            if self.last_commitments[1] != body["updates_root"]:
                 return seq, f"round {r}'s updates_root is not the root its signed commitments give"
         self.open = _OpenResult(seq, r, digest, body)
         self.rounds += 1
@@ -153,6 +166,48 @@ class RoundChecks:
         if outsiders:
             return seq, f"round {opened.round}'s valuation names parties not accepted: {sorted(outsiders)}"
         opened.values = values
+        return None
+
+    def _slash(self, seq: int, entry: dict[str, Any], role: str) -> tuple[int, str] | None:
+        """Slashing needs proof the party itself signed something false; the evidence is checked here."""
+        body, opened = entry["body"], self.open
+        if role not in AGGREGATES:
+            return seq, "a slash must be filed by the aggregator"
+        if opened is None or entry["round"] != opened.round:
+            return seq, "a slash names no round result open for it"
+        party, reason = body.get("party"), body.get("reason")
+        key = self.parties.get(party) if isinstance(party, int) else None
+        if key is None:
+            return seq, f"a slash names party {party!r}, which never joined with a key"
+        if opened.body.get("rejected", {}).get(str(party)) != reason:
+            return (
+                seq,
+                f"a slash of party {party} for {reason!r}, which round {opened.round} did not reject it for",
+            )
+        if reason == REVEAL_MISMATCH:
+            why = mismatch_evidence(entry["task"], entry["round"], key, body)
+        elif reason == COPIED_UPDATE:
+            why = self._copy_evidence(entry, key)
+        else:
+            why = f"{reason!r} is not a slashable offence"
+        if why is not None:
+            return seq, f"the slash of party {party} does not prove it: {why}"
+        self.slashes.append({"round": entry["round"], "party": party, "reason": reason})
+        return None
+
+    def _copy_evidence(self, entry: dict[str, Any], key: bytes) -> str | None:
+        body = entry["body"]
+        digest, original = body.get("digest"), body.get("original")
+        if self.previous_leaves.get(digest) != original or original == body.get("party"):
+            return "no other party's accepted update of the last committed round has that digest"
+        try:
+            sig = bytes.fromhex(body["signature"])
+        except (KeyError, TypeError, ValueError):
+            return "the copier's signature is missing"
+        if not verify_signature(
+            key, sig, update_message(entry["task"], entry["round"], key_id(key), bytes.fromhex(digest))
+        ):
+            return "the party never signed that update"
         return None
 
     def _rewards(self, seq: int, entry: dict[str, Any], role: str) -> tuple[int, str] | None:

@@ -154,11 +154,12 @@ class RunLedger:
         make_validator: MakeValidator | None = None,
         parties: int | None = None,
         incentives: dict[str, float] | None = None,
+        commit_reveal: bool = False,
     ) -> None:
         if validators and make_validator is None:
             raise ValueError("validators need make_validator")
         self.path = Path(run_dir) / LEDGER_FILE
-        self.layout, self.incentives = layout, incentives
+        self.layout, self.incentives, self.commit_reveal = layout, incentives, commit_reveal
         keys_dir = Path(run_dir) / KEYS_DIR
         if self.path.exists():
             self.keys = _Keys.load(keys_dir, validators, parties)
@@ -202,6 +203,7 @@ class RunLedger:
             "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
             "owner_key": k.owner.public_key.hex(),
             "sign_updates": k.parties is not None,
+            "commit_reveal": self.commit_reveal,
         }
         party = {}
         if self.incentives is not None:
@@ -265,6 +267,8 @@ class RunLedger:
             for v in self.validators:
                 kind, review = v.review(record, body, digest)
                 tx.append(kind, review, v.identity, r)
+            for party, proof in sorted((record.evidence or {}).items()):  # a provably broken commit-reveal
+                tx.append("slash", {"party": party, **proof}, self.keys.aggregator, r)
             if "values" in record.metrics:  # the owner values the round on its own evaluation rows
                 tx.append("valuation", {"values": record.metrics["values"]}, self.keys.owner, r)
                 if self.book is not None:

@@ -85,13 +85,18 @@ class PartyKeys:
 class SigningParties:
     """The party side with signatures: wraps the party program the transport drives and signs each row."""
 
-    def __init__(self, party: Any, keys: PartyKeys, task_id: str) -> None:
+    def __init__(self, party: Any, keys: PartyKeys, task_id: str, *, commit_reveal: bool = False) -> None:
         self.party, self.keys, self.task_id = party, keys, task_id
+        self.commit_reveal = commit_reveal
 
     def train(
         self, task: TrainTask, party_ids: np.ndarray, step_budget: np.ndarray | None = None
     ) -> UpdateBatch:
         batch = self.party.train(task, party_ids, step_budget)
+        if self.commit_reveal:  # phase 1: commit to each update before anyone reveals
+            from deai.verify.commit_reveal import commit_rows
+
+            batch.commits = commit_rows(batch, self.keys.identities, self.keys.ids, self.task_id)
         batch.signatures = [
             self.keys.identities[p].sign(update_message(self.task_id, int(r), self.keys.ids[p], d))
             for p, r, d in zip(batch.party_ids.tolist(), batch.round.tolist(), batch.digests(), strict=True)
