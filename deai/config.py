@@ -209,6 +209,7 @@ AttackKind = Literal[
     "free_rider",
     "sybil",
     "canary",
+    "copier",
 ]
 ATTACK_NAMES: tuple[str, ...] = get_args(AttackKind)[1:]
 

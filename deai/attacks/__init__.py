@@ -3,10 +3,11 @@
 Data poisoning (``label_flip``, ``backdoor``, optionally ``sybil``) rewrites the malicious parties' own
 rows before training; model poisoning rewrites their rows of each round's update matrix. Non-omniscient
 attacks (``sign_flip``, ``gaussian``, ``backdoor``'s boost, ``free_rider``, ``sybil``) use only the
-attacker's own updates; omniscient ones (``alie``, ``ipm``, ``min_max``, ``min_sum``) also read the round's
-honest updates, the strongest attacker of their papers, and fall back on the attacker's own updates when
-every row is malicious. Every ``craft`` is vectorized over rows, returns a new float32 matrix with the
-honest rows unchanged, and draws randomness only from :mod:`deai.rng`, keyed per party.
+attacker's own updates, and ``copier`` resends an honest update of the round before; omniscient ones
+(``alie``, ``ipm``, ``min_max``, ``min_sum``) also read the round's honest updates, the strongest attacker
+of their papers, and fall back on the attacker's own updates when every row is malicious. Every ``craft``
+is vectorized over rows, returns a new float32 matrix with the honest rows unchanged, and draws randomness
+only from :mod:`deai.rng`, keyed per party.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from deai.attacks.alie import ALIE, alie_z
 from deai.attacks.backdoor import Backdoor, apply_trigger, backdoor_success_rate
 from deai.attacks.base import Attack, RoundContext
 from deai.attacks.canary import Canary
+from deai.attacks.copier import Copier
 from deai.attacks.free_rider import FreeRider
 from deai.attacks.gaussian import Gaussian
 from deai.attacks.ipm import IPM
@@ -41,6 +43,7 @@ ATTACKS: dict[str, type] = {
         FreeRider,
         Sybil,
         Canary,
+        Copier,
     )
 }
 
@@ -62,6 +65,7 @@ __all__ = [
     "Adaptive",
     "ATTACKS",
     "Canary",
+    "Copier",
     "IPM",
     "Attack",
     "RoundContext",
