@@ -24,5 +24,9 @@ def test_demo_runs_end_to_end_and_writes_its_report(tmp_path):
     verdicts = [r["verdict"] for r in summary["ledger"]]
     assert verdicts == ["valid", "caught", "caught"]  # as written; a rewritten entry; a lying aggregator
     assert "co-signatures" in summary["ledger"][2]["detail"]
+    pay = summary["incentives"]
+    copier, free_rider = pay[1], pay[3]
+    assert copier["slashed"] == 10.0 and copier["paid"] < pay[0]["paid"]  # caught by commit-reveal
+    assert free_rider["paid"] == 0.0 and free_rider["Shapley value"] < 0 < pay[2]["Shapley value"]
     secagg_diff = float(summary["privacy"][0]["value"])
     assert secagg_diff < 1e-4  # secure aggregation reproduces plain FedAvg up to fixed-point precision
