@@ -5,11 +5,16 @@ records to the others. Each trains locally on its own tests and only model updat
 
 1. Does collaborating pay? On one held-out set owned by the task (a fifth of the patients, kept
    whole), each clinic alone, the federation (FedAvg, SCAFFOLD, FedAdam) and the pooled model no one
-   could build without handing data over, over 5 seeds with paired 95% intervals.
+   could build without handing data over, over 5 seeds with paired 95% intervals. The written FedAvg
+   run's signed ledger (3 validators, every update signed) is then verified as an outsider would, and
+   a rewritten entry and a lying aggregator's copy are caught.
 2. Privacy: the same FedAvg under secure aggregation (the server sees only sums), what a
    membership-inference attacker learns from the model, and DP-FedAvg's cost in accuracy on a
    larger federation (88 clinics are too few for user-level DP — the demo says so with numbers).
-3. Robustness: a fifth of a 50-site federation turns malicious; plain FedAvg against FLTrust.
+3. Robustness: a fifth of a 50-site federation turns malicious; plain FedAvg against FLTrust and
+   deai's recommended defence.
+4. Incentives: two 8-site federations valued by exact Shapley and paid by value x reputation; a copier
+   caught by commit-reveal and slashed, a free rider paid nothing, both ledgers verified.
 """
 
 from __future__ import annotations
