@@ -511,7 +511,7 @@ def cmd_ledger_balances(args: argparse.Namespace) -> int:
         print(jsonio.dumps(table))
         return 0
     if not table:
-        say("no party accounts: the task set no incentives (ledger.sign_updates and [incentives])")
+        say(escape("no party accounts: the task set no incentives (ledger.sign_updates and [incentives])"))
         return 0
     print(f"{'party':>8}  {'stake':>12}  {'slashed':>12}  {'paid':>12}  {'balance':>12}")
     for party, row in table.items():
