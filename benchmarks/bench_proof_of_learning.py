@@ -5,7 +5,7 @@ Job: digits, logistic regression, 600 rows, ``--steps`` SGD steps of 32 rows, a 
 ``--every`` steps; the verifier re-executes ``--segments`` random segments with zero tolerance.
 
     .venv/bin/python benchmarks/bench_proof_of_learning.py [--trials 100] [--steps 500] [--every 5] \\
-        [--segments 10]
+        [--segments 9]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=100)
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--every", type=int, default=5)
-    ap.add_argument("--segments", type=int, default=10)
+    ap.add_argument("--segments", type=int, default=9)
     a = ap.parse_args()
     ds = load_dataset("digits")
     model = LogisticRegression(ds.x.shape[1], ds.num_classes)

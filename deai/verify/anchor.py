@@ -32,11 +32,22 @@ def _need(module: str) -> Any:
 
 
 @cache
-def compiled() -> tuple[list[dict[str, Any]], str]:
-    """The contract's ABI and deployment bytecode, compiled from source with vyper."""
+def compiled(source: Path = CONTRACT) -> tuple[list[dict[str, Any]], str]:
+    """A contract's ABI and deployment bytecode, compiled from its Vyper source (the anchor by default)."""
     vyper = _need("vyper")
-    out = vyper.compile_code(CONTRACT.read_text(), output_formats=["abi", "bytecode"])
+    out = vyper.compile_code(Path(source).read_text(), output_formats=["abi", "bytecode"])
     return out["abi"], out["bytecode"]
+
+
+def transact(w3: Any, call: Any, sender: str, value: int = 0) -> Any:
+    """Send ``call`` from ``sender`` and wait for it; a revert is :class:`AnchorRefused` with its reason."""
+    try:
+        tx = call.transact({"from": sender, "value": value})
+    except Exception as err:  # web3's ContractLogicError or a provider's own (eth-tester's) revert
+        if "revert" not in str(err):
+            raise
+        raise AnchorRefused(str(err).split("execution reverted:")[-1].strip(" '\"")) from None
+    return w3.eth.wait_for_transaction_receipt(tx)
 
 
 def task_key(task: str) -> bytes:
@@ -45,7 +56,8 @@ def task_key(task: str) -> bytes:
 
 
 class AnchorRefused(ValueError):
-    """The contract reverted the anchor (another account's task, or a head that does not grow)."""
+    """A contract reverted the call (the anchor: another account's task or a head that does not grow;
+    the escrow: its own stated reasons)."""
 
 
 @dataclass(frozen=True)
@@ -79,13 +91,7 @@ class HeadAnchor:
         :class:`AnchorRefused` carries its reason.
         """
         call = self.contract.functions.anchor(task_key(head.task), head.entries, bytes.fromhex(head.hash))
-        try:
-            tx = call.transact({"from": sender or self.w3.eth.accounts[0]})
-        except Exception as err:  # web3's ContractLogicError or a provider's own (eth-tester's) revert
-            if "revert" not in str(err):
-                raise
-            raise AnchorRefused(str(err).split("execution reverted:")[-1].strip(" '\"")) from None
-        return int(self.w3.eth.wait_for_transaction_receipt(tx).gasUsed)
+        return int(transact(self.w3, call, sender or self.w3.eth.accounts[0]).gasUsed)
 
     def read(self, task: str) -> Anchored | None:
         """What is anchored for ``task``, or None."""
