@@ -28,5 +28,8 @@ def test_demo_runs_end_to_end_and_writes_its_report(tmp_path):
     copier, free_rider = pay[1], pay[3]
     assert copier["slashed"] == 10.0 and copier["paid"] < pay[0]["paid"]  # caught by commit-reveal
     assert free_rider["paid"] == 0.0 and free_rider["Shapley value"] < 0 < pay[2]["Shapley value"]
+    jobs = [r["outcome"] for r in summary["compute_jobs"]]
+    assert jobs[0] == "accepted" and jobs[1].startswith("caught")
+    assert "provider B wrong at step 1337" in jobs[2]
     secagg_diff = float(summary["privacy"][0]["value"])
     assert secagg_diff < 1e-4  # secure aggregation reproduces plain FedAvg up to fixed-point precision
