@@ -333,6 +333,7 @@ class ServerProgram:
                         self.reveal_check.remember(kept)
                     record.weights = self._shares(kept, ctx)
                     metrics.update(self._signals(kept, update, ctx, record.weights))
+                    self._dropped_for_cause(record, ctx, metrics)
             if self.dp is not None and not keep.any() and not self._release_noise_only(r, metrics):
                 return None
             loss = batch.metrics.get("train_loss")
@@ -346,6 +347,22 @@ class ServerProgram:
         elif self.dp is not None and not self._release_noise_only(r, metrics):
             return None
         return self._finish(record, before, clock)
+
+    @staticmethod
+    def _dropped_for_cause(record: RoundRecord, ctx: RoundContext, metrics: dict[str, Any]) -> None:
+        """Parties a private sum dropped mid-protocol for cause (a masked input that breaks its commitment)
+        are not in the aggregate: record them as rejected, with their reason, not as accepted."""
+        lost = ctx.extra.get("rejected") or {}
+        if not lost:
+            return
+        keep = ~np.isin(record.accepted, list(lost))
+        record.accepted = record.accepted[keep]
+        if record.weights is not None:
+            w = record.weights[keep]
+            record.weights = w / w.sum() if w.sum() > 0 else w
+        record.rejected = {**record.rejected, **lost}
+        metrics["rejected"] = len(record.rejected)
+        metrics["rejected_reasons"] = _counts(record.rejected.values())
 
     def _over_exchange(self, _rows: np.ndarray, weights: np.ndarray, ctx: RoundContext) -> np.ndarray:
         """A private rule's aggregate: the rows stay with the parties, so run its protocol through the

@@ -14,8 +14,9 @@ path, not by a deadline; over the network it is the round's commit deadline. Wha
   digest in an earlier signed leaf of another party): slashable. A scaled copy needs the two vectors to
   show, so it is rejected and costs reputation, but no stake.
 
-Under secure aggregation the commitment would be to the masked input; deai's SecAgg keeps updates with
-the parties, so commit–reveal is refused there for now (see the compatibility table in the README).
+Under secure aggregation the commitment is to the masked input, inside the SecAgg+ session
+(:func:`deai.privacy.secagg.phases.masked_commitment`), so nothing individual is exposed; see the
+compatibility table in the README.
 """
 
 from __future__ import annotations

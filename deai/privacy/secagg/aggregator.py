@@ -17,7 +17,15 @@ import numpy as np
 from deai.aggregate.base import RoundContext, normalized_weights
 from deai.privacy.secagg.config import SecAggConfig
 from deai.privacy.secagg.messages import RELAYED_SHARES
-from deai.privacy.secagg.phases import START, Exchange, PartyStages, run_server_stages, start_message
+from deai.privacy.secagg.phases import (
+    BROKEN_COMMITMENT,
+    MASKED_REVEAL,
+    START,
+    Exchange,
+    PartyStages,
+    run_server_stages,
+    start_message,
+)
 from deai.privacy.secagg.protocol import SecAggResult
 from deai.privacy.secagg.server import SecAggServer
 from deai.rng import Purpose, key, party_uniform
@@ -73,6 +81,7 @@ class SecureAggregator:
         self.dropout_after_masking = float(dropout_after_masking)
         # > 1 when parties add distributed-DP shares to their encoded inputs: room in the ring for them
         self.noise_headroom = 1.0
+        self.commit_reveal = False  # [ledger] commit_reveal: parties commit to their masked inputs first
         self.last_result: SecAggResult | None = None
 
     def session_params(self, n: int, dim: int, round_: int, max_scale: float) -> dict[str, object]:
@@ -117,13 +126,13 @@ class SecureAggregator:
             replies = exchange(kind, {int(ids[u]): m for u, m in messages.items()})
             out = {}
             for pid, m in replies.items():
-                if pid in index and not (kind == RELAYED_SHARES and pid in lost):
+                if pid in index and not (kind in (RELAYED_SHARES, MASKED_REVEAL) and pid in lost):
                     sent[index[pid]] += len(m)
                     out[index[pid]] = m
             return out
 
         start = {u: start_message(params, u, float(p[u]), self.clip) for u in range(len(ids))}
-        total = run_server_stages(server, by_index, start)
+        total = run_server_stages(server, by_index, start, commit_reveal=self.commit_reveal)
         self.last_result = SecAggResult(
             sum=total,
             survivors=server.survivors,
@@ -134,6 +143,9 @@ class SecureAggregator:
             rejected=dict(server.rejected),
             error_bound=server.config.encoding.sum_error_bound(len(server.survivors)),
         )
+        broken = {int(ids[u]): why for u, why in server.rejected.items() if why == BROKEN_COMMITMENT}
+        if broken:  # dropped for cause, not by accident: the server program records them as rejected
+            ctx.extra["rejected"] = broken
         survivor = np.zeros(len(p), dtype=bool)
         survivor[server.survivors] = True
         ctx.signals["secagg_survivor"] = survivor

@@ -9,8 +9,10 @@ server only ever sees masked inputs and the shares needed to remove the masks of
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -27,6 +29,21 @@ from deai.privacy.secagg.server import SecAggServer
 log = logging.getLogger(__name__)
 
 START = "secagg_start"  # server -> party: the session's public parameters, its index and its scale
+# commit-reveal over masked inputs ([ledger] commit_reveal): the relayed shares go out as MASKED_COMMIT and
+# each party answers with a commitment to its masked input; MASKED_REVEAL then asks for the input and salt
+MASKED_COMMIT = "secagg_masked_commit"
+MASKED_REVEAL = "secagg_masked_reveal"
+BROKEN_COMMITMENT = "reveal_mismatch"
+SALT_BYTES = 16
+
+
+def masked_commitment(masked: bytes, salt: bytes) -> bytes:
+    """A party's commitment to its masked input: deai's commitment over the masked bytes' SHA-256, so it
+    binds the party before it sees anyone's input, and exposes nothing the masked input would not."""
+    from deai.verify.commit_reveal import commitment
+
+    return commitment(hashlib.sha256(masked).digest(), salt)
+
 
 Exchange = Callable[[str, Mapping[int, bytes]], dict[int, bytes]]
 """Send messages of one kind (keyed by recipient); return the replies that arrived (keyed by sender)."""
@@ -37,10 +54,14 @@ def run_server_stages(
     exchange: Exchange,
     start: Mapping[int, bytes],
     timings: dict[str, float] | None = None,
+    *,
+    commit_reveal: bool = False,
 ) -> np.ndarray:
     """Drive a session from the server's side; ``start`` is each party's opening message. Returns the sum.
 
-    With ``timings``, each server step's seconds are recorded as ``server/<step>``.
+    With ``timings``, each server step's seconds are recorded as ``server/<step>``. With
+    ``commit_reveal``, every party commits to its masked input before any is revealed; a reveal that
+    breaks its commitment is dropped (``server.rejected``) and handled as a dropout after masking.
     """
 
     def step(method: Callable[[Mapping[int, bytes]], object], replies: Mapping[int, bytes]) -> Any:
@@ -52,10 +73,27 @@ def run_server_stages(
 
     books = step(server.collect_keys, exchange(START, start))
     relays = step(server.relay_shares, exchange(KEY_BOOK, books))
-    requests = step(server.collect_masked_inputs, exchange(RELAYED_SHARES, relays))
+    if commit_reveal:
+        masked = _revealed(server, exchange(MASKED_COMMIT, relays), exchange)
+    else:
+        masked = exchange(RELAYED_SHARES, relays)
+    requests = step(server.collect_masked_inputs, masked)
     if server.checks_consistency:
         requests = step(server.check_consistency, exchange(CONSISTENCY_REQUEST, requests))
     return step(server.unmask, exchange(UNMASK_REQUEST, requests))
+
+
+def _revealed(server: SecAggServer, commits: Mapping[int, bytes], exchange: Exchange) -> dict[int, bytes]:
+    """The masked inputs whose reveal matches the commitment its party made before any reveal."""
+    kept = {}
+    for u, data in exchange(MASKED_REVEAL, dict.fromkeys(commits, b"")).items():
+        body, salt = data[:-SALT_BYTES], data[-SALT_BYTES:]
+        if u in commits and len(data) > SALT_BYTES and masked_commitment(body, salt) == commits[u]:
+            kept[u] = body
+        else:
+            server.rejected[u] = BROKEN_COMMITMENT
+            log.warning("secure aggregation: party %s's masked input breaks its commitment", u)
+    return kept
 
 
 def start_message(
@@ -89,6 +127,7 @@ class PartyStages:
         self.scales: dict[int, float] = {}
         self.clips: dict[int, float | None] = {}
         self._configs: dict[str, SecAggConfig] = {}
+        self.committed: dict[int, bytes] = {}  # masked input and salt, revealed after every party committed
 
     def open(self, key: int, party: SecAggParty, scale: float = 1.0, clip: float | None = None) -> None:
         """Hold an already built party (the in-process protocol builds its own)."""
@@ -120,7 +159,7 @@ class PartyStages:
         party = self.parties[key]
         if kind == KEY_BOOK:
             return party.share_keys(payload)
-        if kind == RELAYED_SHARES:
+        if kind in (RELAYED_SHARES, MASKED_COMMIT):
             row, clip = np.asarray(self.inputs[key], dtype=np.float64), self.clips[key]
             if clip is not None:
                 row = np.clip(row, -clip, clip)
@@ -128,7 +167,14 @@ class PartyStages:
             if self.ring_noise is not None:
                 cfg = party.config
                 noise = self.ring_noise.draw(key, cfg.round, self.scales[key], cfg.encoding.scale, cfg.dim)
-            return party.masked_input(payload, row * self.scales[key], noise)
+            masked = party.masked_input(payload, row * self.scales[key], noise)
+            if kind == RELAYED_SHARES:
+                return masked
+            salt = secrets.token_bytes(SALT_BYTES)
+            self.committed[key] = masked + salt
+            return masked_commitment(masked, salt)
+        if kind == MASKED_REVEAL:
+            return self.committed.pop(key)
         if kind == CONSISTENCY_REQUEST:
             return party.sign_survivors(payload)
         if kind == UNMASK_REQUEST:
