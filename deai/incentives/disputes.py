@@ -1,12 +1,13 @@
 """Refereed disputes over redundant compute (the refereed delegation of Gensyn's Verde).
 
-The same seeded job goes to ``r`` providers; each commits the hash of its weights after every segment
-(:mod:`deai.incentives.proof_of_learning`), then reveals its result. When two results differ, the job is
-not re-run. Both committed to the same start (the job's weights) and to different ends, so there is a
-first segment where their hashes part. The referee finds it by bisection over the two hash lists
-(``ceil(log2 n)`` comparisons, no computation), takes the weights both agree on just before it (checked
-against both commitments), re-executes that one segment, and compares the result with each provider's
-next hash. The one that does not match is the cheater (both, if neither matches) and is slashed.
+The same seeded job goes to ``r`` providers (:func:`settle`); each commits the hash of its weights after
+every segment (:mod:`deai.incentives.proof_of_learning`), then reveals its result. When two results
+differ, the job is not re-run. Both committed to the same start (the job's weights) and to different
+ends, so there is a first segment where their hashes part. The referee finds it by bisection over the
+two hash lists (``ceil(log2 n)`` comparisons, no computation), takes the weights both agree on just
+before it (checked against both commitments), re-executes that one segment, and compares the result with
+each provider's next hash. The one that does not match is the cheater (both, if neither matches) and is
+slashed (on chain: :meth:`deai.verify.escrow.TaskEscrow.slash`, with the ruling's hash as evidence).
 
 Bisection is sound because a deterministic job's trajectory, once it leaves the honest one, never comes
 back to it by chance (that would be a SHA-256 collision of the weights).
@@ -68,6 +69,26 @@ def referee(job: Job, a: tuple[str, Proof], b: tuple[str, Proof]) -> Ruling:
     return Ruling(
         lo, liars, comparisons, 1, f"segment {lo} re-executed: {', '.join(liars) or 'no one'} wrong"
     )
+
+
+def settle(job: Job, proofs: dict[str, Proof]) -> tuple[str | None, dict[str, Ruling]]:
+    """Redundant execution over ``r`` providers: the result most of them committed to (by final hash) is
+    the reference; every provider that disagrees with it is taken to the referee against one that agrees.
+    Returns the referee-confirmed result's hash (None if the referee upheld no one) and each dispute's
+    ruling; the providers a ruling names are the ones to slash."""
+    counts: dict[str, list[str]] = {}
+    for name, proof in proofs.items():
+        counts.setdefault(proof.hashes[-1] if proof.hashes else "", []).append(name)
+    majority = max(counts.values(), key=len)
+    champion = majority[0]
+    rulings = {
+        name: referee(job, (champion, proofs[champion]), (name, proofs[name]))
+        for name in proofs
+        if name not in majority
+    }
+    if any(champion in r.liars for r in rulings.values()):
+        return None, rulings  # the majority itself was wrong: no result is paid for
+    return proofs[champion].hashes[-1], rulings
 
 
 def with_wrong_step(job: Job, honest: Proof, segment: int, rng: np.random.Generator) -> Proof:

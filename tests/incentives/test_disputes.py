@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from deai.incentives.disputes import referee, with_wrong_step
+from deai.incentives.disputes import referee, settle, with_wrong_step
 from deai.incentives.proof_of_learning import Proof, honest_training
 from tests.incentives.test_proof_of_learning import job
 
@@ -42,3 +42,17 @@ def test_a_provider_that_reveals_another_checkpoint_than_it_committed_cannot_win
     cheat.checkpoints = [c + 1 for c in cheat.checkpoints]  # it reveals other weights than it committed
     ruling = referee(j, ("cheat", cheat), ("honest", honest))
     assert ruling.liars == ("cheat",) and ruling.diverged_at == 40
+
+
+def test_three_providers_settle_on_the_honest_result_and_each_liar_is_named():
+    j = job(2, steps=128, every=1)
+    honest = honest_training(j)
+    rng = np.random.default_rng(2)
+    proofs = {"p1": honest, "p2": with_wrong_step(j, honest, 50, rng), "p3": honest_training(j)}
+    result, rulings = settle(j, proofs)
+    assert result == honest.hashes[-1]
+    assert set(rulings) == {"p2"} and rulings["p2"].liars == ("p2",) and rulings["p2"].diverged_at == 50
+    # two colluding liars outvote one honest provider, but the referee upholds the honest one
+    liar = with_wrong_step(j, honest, 10, rng)
+    result, rulings = settle(j, {"a": liar, "b": liar, "c": honest})
+    assert result is None and rulings["c"].liars == ("a",)

@@ -55,3 +55,27 @@ def test_stake_commit_reveal_reward_slash_and_withdraw(capsys):
     assert all(0 < g < gas_deploy for k, g in gas.items() if k != "deploy")
     with capsys.disabled():
         print("\nescrow gas: " + ", ".join(f"{k} {v:,}" for k, v in gas.items()))
+
+
+def test_the_loser_of_a_refereed_dispute_is_slashed_on_chain():
+    import numpy as np
+
+    from deai.incentives.disputes import referee, with_wrong_step
+    from deai.incentives.proof_of_learning import honest_training
+    from tests.incentives.test_proof_of_learning import job
+
+    w3 = in_process_chain()
+    owner, a, b = w3.eth.accounts[:3]
+    escrow, _ = TaskEscrow.deploy(w3, owner)
+    escrow.create("job-1", POOL, STAKE, owner)
+    escrow.join("job-1", a, STAKE)
+    escrow.join("job-1", b, STAKE)
+    j = job(3, steps=64, every=1)
+    honest = honest_training(j)
+    ruling = referee(j, (a, honest), (b, with_wrong_step(j, honest, 20, np.random.default_rng(3))))
+    assert ruling.liars == (b,)
+    evidence = hashlib.sha256(f"{ruling.diverged_at}:{ruling.reason}".encode()).digest()
+    for liar in ruling.liars:
+        escrow.slash("job-1", liar, evidence, owner)
+    escrow.reward("job-1", a, POOL, owner)
+    assert escrow.stake_of("job-1", b) == 0 and escrow.pool("job-1") == STAKE and escrow.owed(a) == POOL
