@@ -36,3 +36,8 @@ def strict(value: Any) -> Any:
 def dumps(value: Any, **kwargs: Any) -> str:
     """``json.dumps`` of :func:`strict` ``(value)``; raises if anything non-finite is left."""
     return json.dumps(strict(value), allow_nan=False, **kwargs)
+
+
+def canonical(value: Any) -> str:
+    """The one text of ``value`` that is signed or hashed: strict JSON, sorted keys, no spaces, UTF-8 kept."""
+    return dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

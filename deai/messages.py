@@ -16,6 +16,11 @@ import numpy as np
 from deai.train import LocalSpec
 
 
+def row_digests(rows: np.ndarray) -> list[bytes]:
+    """SHA-256 of each row's bytes: the digest updates are committed, signed and checked by."""
+    return [hashlib.sha256(row.tobytes()).digest() for row in np.ascontiguousarray(rows)]
+
+
 @dataclass(frozen=True)
 class TrainTask:
     """The server's request for one round of local training from the model ``params`` of ``version``."""
@@ -88,8 +93,13 @@ class UpdateBatch:
     def digests(self) -> list[bytes]:
         """SHA-256 of each row's bytes, computed once on first use."""
         if self._digests is None:
-            rows = np.ascontiguousarray(self.deltas)
-            self._digests = [hashlib.sha256(row.tobytes()).digest() for row in rows]
+            self._digests = row_digests(self.deltas)
+        return self._digests
+
+    def rehash(self) -> list[bytes]:
+        """The receiver's own digests of the rows it holds, replacing any cached by the sender (a digest
+        the sender computed proves nothing about the rows that arrived)."""
+        self._digests = row_digests(self.deltas)
         return self._digests
 
     @staticmethod

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from deai import jsonio
+from deai.jsonio import canonical
 from deai.messages import UpdateBatch
 from deai.verify.identity import key_id, verify_signature
 from deai.verify.update_signing import update_message
@@ -44,11 +44,7 @@ def commitment(digest: bytes, salt: bytes) -> bytes:
 
 
 def commit_message(task: str, round_: int, party_key: str, committed: bytes) -> bytes:
-    text = jsonio.dumps(
-        {"commitment": committed.hex(), "party": party_key, "round": round_, "task": task},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+    text = canonical({"commitment": committed.hex(), "party": party_key, "round": round_, "task": task})
     return b"deai-commit-message-v1\x00" + text.encode()
 
 
@@ -104,8 +100,7 @@ class RevealCheck:
 
     def remember(self, accepted: UpdateBatch) -> None:
         """The round's accepted updates, once released: what the next round's reveals must not copy."""
-        norms = np.linalg.norm(accepted.deltas, axis=1)
-        self._units = accepted.deltas / np.maximum(norms, 1e-30)[:, None]
+        self._units = _unit_rows(accepted.deltas)[1]
         self._parties = accepted.party_ids.copy()
         self._previous = {d: int(p) for p, d in zip(accepted.party_ids, accepted.digests(), strict=True)}
 
@@ -115,8 +110,12 @@ class RevealCheck:
         reasons: dict[int, str] = {}
         evidence: dict[int, dict[str, Any]] = {}
         commits = batch.commits
-        norms = np.linalg.norm(batch.deltas, axis=1)
-        units = batch.deltas / np.maximum(norms, 1e-30)[:, None]
+        scaled_copy = np.zeros(len(batch), dtype=bool)
+        if self._units is not None and len(self._parties):  # every row against every remembered one at once
+            norms, units = _unit_rows(batch.deltas)
+            cos = units @ self._units.T
+            cos[batch.party_ids[:, None] == self._parties[None, :]] = -np.inf  # its own last update is fine
+            scaled_copy = (norms > 0) & (cos.max(axis=1) >= COPY_COSINE)
         rows = zip(batch.party_ids.tolist(), batch.round.tolist(), batch.digests(), strict=True)
         for i, (p, r, digest) in enumerate(rows):
             c = None if commits is None else commits[i]
@@ -146,8 +145,12 @@ class RevealCheck:
                     "original": original,
                 }
                 continue
-            others = self._parties != p
-            if self._units is not None and norms[i] > 0 and others.any():
-                if float((self._units[others] @ units[i]).max()) >= COPY_COSINE:
-                    bad[i], reasons[p] = True, COPIED_UPDATE  # a scaled copy: rejected, not provable here
+            if scaled_copy[i]:
+                bad[i], reasons[p] = True, COPIED_UPDATE  # a scaled copy: rejected, not provable here
         return bad, reasons, evidence
+
+
+def _unit_rows(deltas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's norm and the row scaled to unit length (a zero row stays zero)."""
+    norms = np.linalg.norm(deltas, axis=1)
+    return norms, deltas / np.maximum(norms, 1e-30)[:, None]

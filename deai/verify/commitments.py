@@ -9,12 +9,9 @@ re-derives the root and checks each party's signature without the updates themse
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-import numpy as np
-
-from deai.messages import UpdateBatch
+from deai.messages import UpdateBatch, row_digests
 from deai.verify.commit_reveal import commit_message, commitment
 from deai.verify.identity import key_id, verify_signature
 from deai.verify.merkle import merkle_root
@@ -30,10 +27,7 @@ def updates_root(batch: UpdateBatch | None, round_: int, *, recompute: bool = Fa
     """The Merkle root of a round's accepted updates (``recompute`` hashes the rows afresh)."""
     if batch is None:
         return None
-    if recompute:
-        digests = [hashlib.sha256(r.tobytes()).digest() for r in np.ascontiguousarray(batch.deltas)]
-    else:
-        digests = batch.digests()
+    digests = row_digests(batch.deltas) if recompute else batch.digests()
     leaves = [update_leaf(int(p), round_, d) for p, d in zip(batch.party_ids, digests, strict=True)]
     return merkle_root(leaves).hex()
 

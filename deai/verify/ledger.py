@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deai import jsonio
+from deai.jsonio import canonical
 from deai.verify.identity import Identity, key_id, verify_signature
 from deai.verify.quorum import RoundChecks
 
@@ -38,11 +38,6 @@ _SCHEMA = (
 
 class LedgerError(ValueError):
     """A ledger file that cannot be opened as a deai ledger (missing, not SQLite, another schema)."""
-
-
-def canonical(value: Any) -> str:
-    """The one text of ``value``: strict JSON, sorted keys, no spaces, UTF-8 kept as is."""
-    return jsonio.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def entry_hash(text: str) -> str:

@@ -14,7 +14,6 @@ Ed25519 private keys in hex, mode 0600; keys from OS entropy like every other de
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from deai import jsonio
+from deai.jsonio import canonical
 from deai.messages import TrainTask, UpdateBatch
 from deai.report.artifacts import atomic_write_bytes
 from deai.verify.identity import Identity, KeyFileError, key_id
@@ -35,11 +35,7 @@ BAD_SIGNATURE = "bad_signature"
 
 def update_message(task: str, round_: int, party_key: str, digest: bytes) -> bytes:
     """The bytes a party signs for one update: task, round, its key id and the update's digest."""
-    text = jsonio.dumps(
-        {"digest": digest.hex(), "party": party_key, "round": round_, "task": task},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+    text = canonical({"digest": digest.hex(), "party": party_key, "round": round_, "task": task})
     return _UPDATE_TAG + text.encode()
 
 
@@ -120,11 +116,8 @@ class UpdateVerifier:
         sigs = batch.signatures
         if sigs is None or len(sigs) != len(batch):
             return np.ones(len(batch), dtype=bool)
-        # the server hashes the rows it received itself: a digest the sender computed proves nothing
-        rows = np.ascontiguousarray(batch.deltas)
-        batch._digests = [hashlib.sha256(row.tobytes()).digest() for row in rows]
         bad = np.zeros(len(batch), dtype=bool)
-        rows = zip(batch.party_ids.tolist(), batch.round.tolist(), batch._digests, sigs, strict=True)
+        rows = zip(batch.party_ids.tolist(), batch.round.tolist(), batch.rehash(), sigs, strict=True)
         for i, (p, r, digest, sig) in enumerate(rows):
             if not 0 <= p < len(self._keys):
                 bad[i] = True

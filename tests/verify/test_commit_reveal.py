@@ -24,7 +24,7 @@ SECTIONS = {
 
 def _resign(self, batch, rows, *, commit=True):
     """The party side of ``rows`` signs (and, with ``commit``, commits to) what the batch now holds."""
-    batch._digests = None
+    batch.rehash()
     fresh = commit_rows(batch, self.keys.identities, self.keys.ids, self.task_id)
     for i in rows:
         p, r, d = int(batch.party_ids[i]), int(batch.round[i]), batch.digests()[i]
