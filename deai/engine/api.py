@@ -321,8 +321,7 @@ def _privacy_summary(cfg: ExperimentConfig, sim: Simulation) -> dict[str, Any] |
 
 
 def check_ledger_settings(cfg: ExperimentConfig, sim: Simulation) -> None:
-    """Refuse, before anything is written, ledger (and valuation) settings this task cannot honour; under
-    secure aggregation, ``commit_reveal`` is switched on inside the session (masked-input commitments)."""
+    """Refuse, before anything is written, ledger (and valuation) settings this task cannot honour."""
     if cfg.valuation.method != "none":
         check_valuable(cfg, cfg.valuation.method)
     if cfg.incentives.reward_per_round > 0:
@@ -356,18 +355,17 @@ def check_ledger_settings(cfg: ExperimentConfig, sim: Simulation) -> None:
                 "strategy.aggregator"
             )
     rule = traits(sim.strategy.aggregator)
-    if led.commit_reveal and rule.name == "secagg":
-        sim.strategy.aggregator.commit_reveal = True  # commitments to the masked inputs, inside the session
-    elif led.commit_reveal and rule.private:
+    # under SecAgg+ the session itself commits to the masked inputs (switched on where the rule is built)
+    if led.commit_reveal and rule.private and rule.name != "secagg":
         raise ConfigError(
             f"ledger.commit_reveal: under {rule.name!r} the parties send ciphertexts in one step, so there "
             "is no input to commit to before revealing it; use secagg, or set ledger.commit_reveal = false"
         )
-    elif led.commit_reveal and not led.sign_updates:
+    if led.commit_reveal and not rule.private and not led.sign_updates:
         raise ConfigError(
             "ledger.commit_reveal: commitments are signed by each party's key; set ledger.sign_updates = true"
         )
-    if led.sign_updates and traits(sim.strategy.aggregator).private:
+    if led.sign_updates and rule.private:
         raise ConfigError(
             f"ledger.sign_updates: under {cfg.strategy.aggregator!r} updates never leave the parties, so "
             "there is nothing to sign; set ledger.sign_updates = false"

@@ -88,6 +88,12 @@ class Simulation:
                 )
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"strategy.aggregator_options: {err}") from None
+        if (
+            cfg.ledger.enabled
+            and cfg.ledger.commit_reveal
+            and hasattr(self.strategy.aggregator, "commit_reveal")
+        ):
+            self.strategy.aggregator.commit_reveal = True  # SecAgg+: parties commit to their masked inputs
         self.malicious = np.zeros(fed.num_parties, dtype=bool)
         adversary = None
         if cfg.attack.kind != "none":
