@@ -15,7 +15,6 @@ back to it by chance (that would be a SHA-256 collision of the weights).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,6 +101,3 @@ def with_wrong_step(job: Job, honest: Proof, segment: int, rng: np.random.Genera
         w = run_segment(job, w, s)
         checkpoints.append(w)
     return Proof([weights_hash(c) for c in checkpoints], w, checkpoints)
-
-
-Planter = Callable[[Job, Proof, int, np.random.Generator], Proof]

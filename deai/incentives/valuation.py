@@ -128,7 +128,6 @@ class Valuation:
     method: str = "gtg"
     utility: str = "loss"
     totals: dict[int, float] = field(default_factory=dict)
-    rounds: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     scorer: Callable[[np.ndarray], np.ndarray] | None = None  # batched scoring (see batch_scorer)
 
@@ -156,7 +155,6 @@ class Valuation:
 
     def __call__(self, record: RoundRecord) -> None:
         t0 = time.perf_counter()
-        values: dict[int, float] = {}
         if record.batch is not None and len(record.batch):
             s = self.server
             game = round_game(
@@ -175,7 +173,6 @@ class Valuation:
                 record.metrics["values"] = {str(p): round(v, 8) for p, v in values.items()}
             else:  # some coalition's model overflowed: there is no finite utility to share out
                 record.metrics["valuation_skipped"] = "a coalition's model diverged (infinite loss)"
-        self.rounds.append({"round": record.round, "values": values})
         self._snapshot()
         self.seconds += time.perf_counter() - t0
 
@@ -186,7 +183,7 @@ def value(
     """Run ``config`` in memory and value every party: ``{"method", "utility", "values", "seconds", ...}``.
 
     ``values`` maps each party's name to its summed per-round value; ``seconds`` is the valuation's own
-    time (training excluded); ``rounds`` holds the per-round values.
+    time (training excluded); ``rounds`` holds the per-round values from the metrics lines.
     """
     from deai.config import ConfigError
     from deai.engine.api import as_config, build_data, build_model
@@ -214,9 +211,9 @@ def value(
         "values": {name(p): valuation.totals.get(p, 0.0) for p in range(fed.num_parties)},
         "seconds": valuation.seconds,
         "run_seconds": time.perf_counter() - t0,
-        "rounds": [
-            {"round": r["round"], "values": {name(p): v for p, v in r["values"].items()}}
-            for r in valuation.rounds
+        "rounds": [  # each round's values as its metrics line records them
+            {"round": m["round"], "values": {name(int(p)): v for p, v in m.get("values", {}).items()}}
+            for m in sim.state.history
         ],
     }
 

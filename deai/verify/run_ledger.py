@@ -161,25 +161,14 @@ class RunLedger:
         self.path = Path(run_dir) / LEDGER_FILE
         self.layout, self.incentives, self.commit_reveal = layout, incentives, commit_reveal
         keys_dir = Path(run_dir) / KEYS_DIR
+        reputation: dict[str, float] = {}  # each party's reputation after the last recorded round
         if self.path.exists():
             self.keys = _Keys.load(keys_dir, validators, parties)
             existing = _Existing(self.path, self.keys)
             self.recorded = existing.results  # round -> (result body, its entry hash)
             self.ledger = Ledger(self.path, existing.task)
-            self.book = (
-                None
-                if incentives is None
-                else RewardBook(
-                    incentives["reward_per_round"], incentives["reputation_rate"], existing.reputation
-                )
-            )
+            reputation = existing.reputation
         else:
-            self.book = (
-                None
-                if incentives is None
-                else RewardBook(incentives["reward_per_round"], incentives["reputation_rate"])
-            )
-
             self.keys = _Keys.generate(keys_dir, validators, parties)
             self.recorded = {}
             try:
@@ -187,6 +176,9 @@ class RunLedger:
             except LedgerError as err:
                 raise ConfigError(f"the run's ledger: {err}") from None
             self._create(config_text)
+        self.book = None
+        if incentives is not None:
+            self.book = RewardBook(incentives["reward_per_round"], incentives["reputation_rate"], reputation)
         self.validators = [make_validator(v) for v in self.keys.validators] if validators else []
 
     @property
