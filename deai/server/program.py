@@ -124,7 +124,7 @@ class ServerProgram:
         # they name, or whose reveal breaks its commitment or copies another's update
         self.update_verifier: UpdateVerifier | None = None
         self.reveal_check: Any = None  # [ledger] commit_reveal: deai.verify.commit_reveal.RevealCheck
-        self._bad_signatures: dict[int, str] = {}
+        self._refused: dict[int, str] = {}
         self._evidence: dict[int, dict[str, Any]] = {}
         self._task: TrainTask | None = None
         self._batches: list[UpdateBatch] = []
@@ -205,11 +205,11 @@ class ServerProgram:
         if self.update_verifier is not None and len(item):
             bad = self.update_verifier.bad_rows(item)
             if bad.any():
-                self._bad_signatures |= {int(p): BAD_SIGNATURE for p in item.party_ids[bad]}
+                self._refused |= {int(p): BAD_SIGNATURE for p in item.party_ids[bad]}
                 item = item.take(~bad)
         if self.reveal_check is not None and len(item):
             bad, reasons, evidence = self.reveal_check.check(item)
-            self._bad_signatures |= reasons
+            self._refused |= reasons
             self._evidence |= evidence
             if bad.any():
                 item = item.take(~bad)
@@ -253,8 +253,8 @@ class ServerProgram:
             failed[f.reason] = failed.get(f.reason, 0) + len(f.party_ids)
         # under a private sum a party that finds its own update unencodable reports that instead of the row
         rejected = {int(p): f.reason for f in failures if f.reason in UNUSABLE for p in f.party_ids}
-        rejected |= self._bad_signatures
-        evidence, self._bad_signatures, self._evidence = self._evidence, {}, {}
+        rejected |= self._refused
+        evidence, self._refused, self._evidence = self._evidence, {}, {}
         reported = len(rejected)
         batch = UpdateBatch.concat(batches) if batches else None
         n = stream.rows if stream is not None else 0 if batch is None else len(batch)

@@ -61,15 +61,15 @@ class RoundChecks:
         self.last_commitments: tuple[int, str] | None = None  # (round, root) of the last commitments entry
         self.leaves: dict[str, int] = {}  # digest -> party of the last commitments entry
         self.previous_leaves: dict[str, int] = {}  # ... and of the one before it (what a copier copies)
-        self.slashes: list[dict[str, Any]] = []
         self.disputes: list[dict[str, Any]] = []
         self.rounds = 0
         self.last_round = 0  # the round of the last result: rounds only move forward
         self.book: RewardBook | None = None  # the task's reward rule, replayed to check every payout
+        self._validators: set[str] = set()  # ids of the registered validator keys (counted once per round)
 
     @property
     def validators(self) -> int:
-        return sum(1 for _, role in self.keys.values() if role == "validator")
+        return len(self._validators)
 
     def apply(self, seq: int, entry: dict[str, Any], digest: str) -> tuple[int, str] | None:
         """``(seq, reason)`` of the first fault this entry reveals, or None."""
@@ -84,6 +84,8 @@ class RoundChecks:
                     self.book = RewardBook(float(terms["reward_per_round"]), float(terms["reputation_rate"]))
                 except (KeyError, TypeError, ValueError):
                     return seq, "task_created's incentives need reward_per_round and reputation_rate"
+        elif kind == "joined" and body.get("role") == "validator":
+            self._validators.add(key_id(bytes.fromhex(body["public_key"])))
         elif kind == "joined" and body.get("role") == "party":
             index = body.get("party")
             if not isinstance(index, int) or index < 0 or index in self.parties:
@@ -192,7 +194,6 @@ class RoundChecks:
             why = f"{reason!r} is not a slashable offence"
         if why is not None:
             return seq, f"the slash of party {party} does not prove it: {why}"
-        self.slashes.append({"round": entry["round"], "party": party, "reason": reason})
         return None
 
     def _copy_evidence(self, entry: dict[str, Any], key: bytes) -> str | None:
