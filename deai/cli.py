@@ -520,6 +520,57 @@ def cmd_ledger_balances(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_node(args: argparse.Namespace) -> int:
+    """One node of a task over the network (see deai.net.node)."""
+    from deai.config import load_config
+    from deai.net.node import NodeArgs, run_node
+
+    cfg = load_config(args.task)
+    passphrase = os.environ.get(args.passphrase_env) if args.passphrase_env else None
+    node = NodeArgs(
+        role=args.role,
+        task=Path(args.task),
+        data=Path(args.data),
+        key=Path(args.key),
+        roster=Path(args.roster) if args.roster else Path(args.task).parent / "roster.json",
+        state=Path(args.state),
+        listen=args.listen,
+        connect=args.connect,
+        status=args.status,
+        passphrase=passphrase,
+    )
+    summary = run_node(node, cfg)
+    if args.json:
+        print(jsonio.dumps(summary))
+    return int(summary.get("exit", 0))
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    """A whole local federation, one process per node (see deai.net.launch)."""
+    from deai.config import load_config
+    from deai.net.launch import launch
+
+    cfg = load_config(args.task)
+    if args.nodes is not None and args.nodes != cfg.data.num_parties:
+        cfg = cfg.with_sections(source="--nodes", data={"num_parties": args.nodes})
+    out = Path(args.out) if args.out else Path("runs") / f"{cfg.run.name}-nodes"
+    say(escape(f"launching {cfg.data.num_parties} party processes and an aggregator under {out}"))
+    try:
+        summary = launch(cfg, out, timeout=args.timeout)
+    except RuntimeError as err:
+        raise ConfigError(str(err)) from None
+    if args.json:
+        print(jsonio.dumps(summary))
+    else:
+        say(
+            escape(
+                f"{summary['rounds']} rounds over the network: accuracy {summary['final_accuracy']:.4f}, "
+                f"model {summary['model_hash'][:16]}; run directory {out / 'nodes' / 'aggregator' / 'run'}"
+            )
+        )
+    return 0
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     from deai.verify.identity import Identity
 
@@ -712,6 +763,28 @@ def build_parser() -> argparse.ArgumentParser:
     p_val.add_argument("--utility", default="loss", help="loss (minus eval cross-entropy) or accuracy")
     p_val.add_argument("--json", action="store_true", help='print {"method", "utility", "values", "seconds"}')
     p_val.set_defaults(func=cmd_value)
+    p_node = sub.add_parser("node", help="run one node of a task over the network (party or aggregator)")
+    p_node.add_argument("--task", required=True, help="the task's TOML config (the same file on every node)")
+    p_node.add_argument("--data", required=True, help="party: its own party-NNNNN dir; aggregator: the split")
+    p_node.add_argument("--key", required=True, help="this node's key file (deai keygen)")
+    p_node.add_argument("--roster", help="the task's roster.json (default: beside --task)")
+    p_node.add_argument("--role", default="party", help="party or aggregator")
+    p_node.add_argument("--listen", help="aggregator: HOST:PORT to listen on (port 0: any free)")
+    p_node.add_argument("--connect", help="party: the aggregator's HOST:PORT (parties only dial out)")
+    p_node.add_argument("--state", default="node-state", help="this node's own state directory")
+    p_node.add_argument("--status", help="serve /status (JSON) and /metrics (Prometheus) on HOST:PORT")
+    p_node.add_argument("--passphrase-env", help="environment variable holding the key's passphrase")
+    p_node.add_argument("--json", action="store_true")
+    p_node.set_defaults(func=cmd_node)
+
+    p_launch = sub.add_parser("launch", help="a local federation: one OS process per node, torn down by PID")
+    p_launch.add_argument("task", help="the task's TOML config")
+    p_launch.add_argument("--nodes", type=int, help="party processes (sets data.num_parties)")
+    p_launch.add_argument("--out", help="directory for the split, keys, roster and node states")
+    p_launch.add_argument("--timeout", type=float, default=1800.0, help="seconds before giving up")
+    p_launch.add_argument("--json", action="store_true")
+    p_launch.set_defaults(func=cmd_launch)
+
     p_key = sub.add_parser("keygen", help="make an Ed25519 key file (OS entropy)")
     p_key.add_argument("--role", required=True, help="owner, aggregator, validator or party")
     p_key.add_argument("--out", required=True, help="key file to write (mode 0600)")

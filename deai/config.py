@@ -318,6 +318,23 @@ class PrivacySection(_Strict):
     )
 
 
+class NetworkSection(_Strict):
+    """How nodes run this task over a network (`deai node`, `deai launch`); the simulator ignores it."""
+
+    topology: Literal["star"] = Field("star", description="star: parties dial one aggregator over gRPC")
+    round_timeout_s: float = Field(
+        300.0, gt=0, description="longest wait for a round's answers; the deadline adapts below it"
+    )
+    join_timeout_s: float = Field(
+        120.0, gt=0, description="how long the aggregator waits for parties to join"
+    )
+    min_parties: int | None = Field(
+        None, ge=1, description="parties that must have joined before round 1 (default: every party)"
+    )
+    reconnect_s: float = Field(60.0, ge=0, description="how long a party keeps redialing a lost aggregator")
+    max_message_mb: float = Field(256.0, gt=0, description="largest frame a node accepts; larger is refused")
+
+
 class ExperimentConfig(_Strict):
     run: RunSection = RunSection()
     data: DataSection = DataSection()
@@ -330,6 +347,7 @@ class ExperimentConfig(_Strict):
     ledger: LedgerSection = LedgerSection()
     valuation: ValuationSection = ValuationSection()
     incentives: IncentivesSection = IncentivesSection()
+    network: NetworkSection = NetworkSection()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ExperimentConfig:

@@ -136,6 +136,7 @@ def write_party_dirs(
         federation = common | {
             "parties": names,
             "party_names": [str(n) for n in fed.party_names],
+            "num_train": [int(n) for n in fed.train_sizes],  # declared with every update anyway
             "config_sha256": config_sha,
         }
         (tmp / FEDERATION_FILE).write_text(_dumps(federation), encoding="utf-8")
@@ -152,6 +153,46 @@ def write_party_dirs(
         _remove(tmp)
         raise
     return [out / name for name in names]
+
+
+@dataclass(frozen=True)
+class FederationIndex:
+    """What ``federation.json`` tells the task owner: the parties and the data's shape, no rows."""
+
+    num_parties: int
+    num_features: int
+    num_classes: int
+    image_shape: tuple[int, ...] | None
+    party_names: list[str]
+    train_sizes: np.ndarray
+    dataset: str
+
+
+def load_federation_index(out: Path) -> FederationIndex:
+    """Read ``out/federation.json`` as ``write_party_dirs`` wrote it; ``ValueError`` names what is wrong."""
+    path = Path(out) / FEDERATION_FILE
+    if not path.is_file():
+        raise ValueError(f"{path}: missing; give the directory `deai data split` wrote (or {REGENERATE})")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+        n = int(doc["num_parties"])
+        sizes = np.asarray(doc["num_train"], dtype=np.int64)
+        names = [str(x) for x in doc["party_names"]]
+        shape = doc["image_shape"]
+        index = FederationIndex(
+            n,
+            int(doc["num_features"]),
+            int(doc["num_classes"]),
+            None if shape is None else tuple(int(d) for d in shape),
+            names,
+            sizes,
+            str(doc["dataset"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a federation index of this deai ({err}); {REGENERATE}") from None
+    if len(sizes) != n or len(names) != n:
+        raise ValueError(f"{path}: num_train and party_names must list all {n} parties; {REGENERATE}")
+    return index
 
 
 def load_party_dir(path: Path) -> PartyDataset:

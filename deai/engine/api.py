@@ -177,7 +177,7 @@ class RunInterrupted(KeyboardInterrupt):
         self.original = original  # what stopped it (a KeyboardInterrupt or a subclass, e.g. SIGTERM's)
 
 
-def _execute(
+def execute(
     cfg: ExperimentConfig,
     sim: Simulation,
     rd: RunDirectory | None,
@@ -446,7 +446,7 @@ def run(
     check_ledger_settings(cfg, sim)
     if rd is not None:
         rd.create(cfg)
-    return _execute(cfg, sim, rd, t0, on_round, on_record)
+    return execute(cfg, sim, rd, t0, on_round, on_record)
 
 
 def resume(
@@ -482,4 +482,4 @@ def resume(
     if rounds is not None:
         rd.write_text("config.toml", cfg.to_toml())
     sim.state.history = rd.restore_metrics(sim.state.round)
-    return _execute(cfg, sim, rd, t0, on_round)
+    return execute(cfg, sim, rd, t0, on_round)

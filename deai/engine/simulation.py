@@ -9,91 +9,41 @@ bit-identical to one never interrupted.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from deai.aggregate import make_aggregator
 from deai.aggregate.base import traits
 from deai.attacks import choose_malicious, make_attack
 from deai.config import ConfigError, ExperimentConfig
 from deai.data.federated import FederatedData
-from deai.engine.driver import drive
+from deai.engine.assembly import party_budget, server_program, task_strategy
+from deai.engine.federation import Federation, SimulationState
 from deai.engine.participation import RoundPlan, party_speeds, plan_round
-from deai.engine.strategy import Strategy, build_strategy
 from deai.evaluation import evaluate
-from deai.messages import RoundRecord
 from deai.models.base import Model
 from deai.party import PartyProgram, PartyShards
-from deai.party.budget import PartyBudget
 from deai.rng import Purpose
-from deai.server import ServerControl, ServerProgram
 from deai.server.registry import PartyRegistry
 from deai.sim import AdversarialParties, Adversary, GroundTruthObserver
 from deai.state import flatten_tree, unflatten_tree
 from deai.train import LocalSpec, planned_steps
-from deai.transforms import chain
 from deai.transport import InProcessTransport, SimulatedClock
 from deai.transport.inprocess import CHUNK_PARTIES
 
 __all__ = ["Simulation", "SimulationState", "evaluate"]
 
 
-@dataclass
-class SimulationState:
-    """A view of the server's state and the run's metrics history (what ``deai.run`` reports)."""
-
-    server: ServerProgram
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def round(self) -> int:
-        return self.server.state.round
-
-    @property
-    def params(self) -> np.ndarray:
-        return self.server.state.params
-
-    @property
-    def wall_time_s(self) -> float:
-        return self.server.state.wall_time_s
-
-
-class Simulation:
+class Simulation(Federation):
     """One federated training run over an in-memory federation."""
 
     def __init__(self, cfg: ExperimentConfig, fed: FederatedData, model: Model) -> None:
         self.cfg, self.fed, self.model = cfg, fed, model
         seed = cfg.run.seed
         pv = cfg.privacy
-        gradient_fn = None
-        if pv.example_noise_multiplier is not None and pv.example_dp_engine == "vectorized":
-            from deai.privacy.dp.dpsgd import ExampleLevelDPSGD
-
-            gradient_fn = ExampleLevelDPSGD(
-                pv.example_clip_norm, pv.example_noise_multiplier, cfg.strategy.batch_size, pv.simulation
-            )
         # class counts are one task-level histogram (in a deployment, summed under secure aggregation)
-        self.strategy: Strategy = build_strategy(
-            cfg.strategy, np.bincount(fed.y_train, minlength=fed.num_classes), gradient_fn
+        self.strategy, self.dp = task_strategy(
+            cfg, fed.num_parties, np.bincount(fed.y_train, minlength=fed.num_classes)
         )
-        if cfg.strategy.aggregator is not None:
-            try:
-                self.strategy.aggregator = make_aggregator(
-                    cfg.strategy.aggregator,
-                    cfg.strategy.aggregator_options,
-                    num_parties=fed.num_parties,
-                    f_max=cfg.strategy.f_max,
-                )
-            except (TypeError, ValueError) as err:
-                raise ConfigError(f"strategy.aggregator_options: {err}") from None
-        if (
-            cfg.ledger.enabled
-            and cfg.ledger.commit_reveal
-            and hasattr(self.strategy.aggregator, "commit_reveal")
-        ):
-            self.strategy.aggregator.commit_reveal = True  # SecAgg+: parties commit to their masked inputs
         self.malicious = np.zeros(fed.num_parties, dtype=bool)
         adversary = None
         if cfg.attack.kind != "none":
@@ -110,12 +60,6 @@ class Simulation:
             adversary = Adversary(attack, self.malicious, seed)
             if not traits(self.strategy.aggregator).private:  # nothing to tailor to under secure sums
                 adversary.defence = self.strategy.aggregator
-        self.dp = None
-        if pv.mode != "none":
-            from deai.engine.privacy import DPFedAvg
-
-            self.dp = DPFedAvg(cfg, fed.num_parties)
-            self.strategy.transforms = chain(*self.dp.client_transforms())
         # -- the party side: every party's own rows, trained in one batched program -------------
         shards = PartyShards.from_federation(fed)
         if adversary is not None:
@@ -129,7 +73,7 @@ class Simulation:
             backend="opacus" if opacus else cfg.run.backend,
             workers=cfg.run.workers,
             example_dp=(pv.example_noise_multiplier, pv.example_clip_norm) if opacus else None,
-            budget=self._party_budget(),
+            budget=party_budget(cfg, self.dp),
         )
         self.speeds = party_speeds(seed, fed.num_parties, cfg.participation.speed_sigma)
         self.planned = planned_steps(fed.train_sizes, self.strategy.local)
@@ -147,25 +91,15 @@ class Simulation:
         if self.dp is not None and self.dp.ring_noise is not None:
             self.strategy.aggregator.noise_headroom = self.dp.ring_noise.headroom()
         # -- the server side ----------------------------------------------------------------------
-        control = None
-        if self.strategy.control_variates:
-            # c must average the c_i with the aggregate's own weights: DP-FedAvg's are uniform, the mean's
-            # are example counts (public: each party declares its count with its update)
-            uniform = pv.mode != "none"
-            control = ServerControl(
-                model.layout.dim, np.ones(fed.num_parties) if uniform else fed.train_sizes
-            )
         root = self._fltrust_root() if traits(self.strategy.aggregator).needs_root else None
-        self.server = ServerProgram(
+        self.server = server_program(
             cfg,
             model,
-            self.strategy.aggregator,
-            self.strategy.server_opt,
+            self.strategy,
+            self.dp,
             self._registry(),
-            self.strategy.local,
             self._evaluator(),
-            dp=self.dp,
-            control=control,
+            fed.train_sizes,
             root=root,
             exchange=self.transport.exchange,
         )
@@ -173,13 +107,6 @@ class Simulation:
             adversary.defence_signals = lambda r, steps: {"server_update": self.server._root_update(r, steps)}
         self.state = SimulationState(self.server)
         self.observer = GroundTruthObserver(self.malicious)
-
-    def _party_budget(self) -> PartyBudget | None:
-        """Each party's own epsilon limit, at the task's noise multiplier (after any calibration)."""
-        pv = self.cfg.privacy
-        if pv.party_budget_epsilon is None or self.dp is None:
-            return None
-        return PartyBudget(pv.party_budget_epsilon, self.dp.noise_multiplier, pv.delta, pv.accountant)
 
     def _registry(self) -> PartyRegistry:
         """The parties by name; anonymous dense names if the data set's names are not unique."""
@@ -193,14 +120,6 @@ class Simulation:
         if f.x_heldout is not None:
             return lambda w: evaluate(self.model, w, f.x_heldout, f.y_heldout)
         return lambda w: self.transport.evaluate(w).scores()
-
-    @property
-    def stopped(self) -> str | None:
-        return self.server.stopped
-
-    @property
-    def diverged(self) -> bool:
-        return self.server.diverged
 
     # -- state ----------------------------------------------------------------------------
     def state_arrays(self) -> dict[str, np.ndarray]:
@@ -220,9 +139,6 @@ class Simulation:
         self.transport.now = self.server.state.sim_clock  # simulated clocks go on from where they stopped
 
     # -- rounds ---------------------------------------------------------------------------
-    def close(self) -> None:
-        self.transport.close()
-
     def plan(self, r: int) -> RoundPlan:
         """Who takes part in round ``r`` and who reports: a pure function of the seed and the round."""
         part = self.cfg.participation
@@ -240,26 +156,8 @@ class Simulation:
             poisson=part.poisson,
         )
 
-    def run(
-        self,
-        on_round: Callable[[dict[str, Any]], None] | None = None,
-        on_record: Callable[[RoundRecord], None] | None = None,
-    ) -> None:
-        """Drive the rounds; ``on_record`` subscribes to the record stream (in-process, each record carries
-        the round's accepted batch), ``on_round`` receives each metrics line."""
-
-        def record_metrics(record: RoundRecord) -> None:
-            self.state.history.append(record.metrics)
-            if on_round is not None:
-                on_round(record.metrics)
-
-        subscribers = [self.observer, *([on_record] if on_record is not None else []), record_metrics]
-        try:
-            drive(self.server, self.transport, self.cfg.run.rounds, subscribers)
-            if self.server.stopped is not None:
-                self._evaluate_last()
-        finally:
-            self.close()
+    def observers(self) -> list:
+        return [self.observer]
 
     def example_epsilon(self) -> float | None:
         """Example-level DP-SGD: the largest epsilon over parties, from the steps each actually took.
@@ -282,11 +180,6 @@ class Simulation:
                 worst, compute_epsilon(pv.example_noise_multiplier, q, steps, pv.delta, pv.accountant)
             )
         return worst
-
-    def _evaluate_last(self) -> None:
-        """A run that stops early still reports the accuracy of the last released model."""
-        if self.state.history and "accuracy" not in self.state.history[-1]:
-            self.state.history[-1].update(self.server.evaluator(self.state.params))
 
     def _fltrust_root(self) -> tuple[np.ndarray, np.ndarray]:
         """FLTrust's root set: the task owner's own clean rows (simulated as a seeded sample of honest

@@ -1,0 +1,158 @@
+"""The aggregator node: the simulator's server program, driven by the one round loop over a star of parties.
+
+It holds no party's rows: the task config, the split's ``federation.json`` (party names, declared example
+counts, the data's shape), the roster and its own key. Its run directory is a normal deai run directory
+(config, metrics.jsonl, checkpoints, ledger, report, summary.json), so ``deai ledger verify``,
+``deai run --resume``'s checks and the report work on it unchanged; restarted with the same state
+directory, it resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deai.aggregate.base import traits
+from deai.config import ConfigError, ExperimentConfig
+from deai.data.party_dirs import FederationIndex
+from deai.engine.assembly import server_program, task_strategy
+from deai.engine.federation import Federation, SimulationState
+from deai.models.base import Model
+from deai.net.star_transport import StarTransport
+from deai.server.registry import PartyRegistry
+from deai.state import flatten_tree, unflatten_tree
+
+
+def network_limits(cfg: ExperimentConfig) -> list[str]:
+    """What a network run of ``cfg`` cannot do yet, one fix per line (empty: it can run on nodes)."""
+    out = []
+    if cfg.attack.kind != "none":
+        out.append(
+            "attack.kind: simulated attacks wrap the simulator's transport; on a network a Byzantine "
+            "party is a node that runs other code. Set attack.kind = 'none'"
+        )
+    part = cfg.participation
+    if part.async_buffer is not None:
+        out.append("participation.async_buffer: FedBuff runs in the simulator only so far; remove it")
+    if part.deadline is not None or part.dropout_rate > 0:
+        out.append(
+            "participation.deadline / dropout_rate are simulated clocks; on a network real nodes are slow "
+            "or leave, and network.round_timeout_s bounds a round. Remove them"
+        )
+    if cfg.strategy.class_weighting == "balanced":
+        out.append(
+            "strategy.class_weighting = 'balanced' needs the federation's class counts, which no node "
+            "holds yet (a secure sum of histograms is future work); remove it"
+        )
+    if cfg.strategy.personalization_epochs > 0:
+        out.append("strategy.personalization_epochs: personalization runs in the simulator only; set it to 0")
+    led = cfg.ledger
+    if led.enabled and (led.validators or led.sign_updates or led.commit_reveal):
+        out.append(
+            "ledger.validators / sign_updates / commit_reveal: frames are signed by every node's key, but "
+            "per-update ledger signatures and validators run in the simulator only so far; set them off"
+        )
+    if cfg.valuation.method != "none" or cfg.incentives.reward_per_round > 0:
+        out.append("valuation and incentives run in the simulator only so far; set valuation.method = 'none'")
+    if cfg.data.effective_holdout > 0:
+        out.append(
+            "data.holdout_fraction: a network run is scored by federated evaluation on the parties' own "
+            "test rows; set data.holdout_fraction = 0"
+        )
+    return out
+
+
+def check_network(cfg: ExperimentConfig) -> None:
+    limits = network_limits(cfg)
+    if limits:
+        raise ConfigError("this task cannot run on nodes yet:\n  - " + "\n  - ".join(limits))
+
+
+class _Unseen:
+    """The aggregator holds no party program: each party node enforces and reports its own budget."""
+
+    budget = None
+
+
+class NetworkFederation(Federation):
+    """One task's server program over a star transport of party nodes."""
+
+    def __init__(
+        self, cfg: ExperimentConfig, model: Model, index: FederationIndex, transport: StarTransport
+    ) -> None:
+        self.cfg, self.model, self.transport = cfg, model, transport
+        self.strategy, self.dp = task_strategy(cfg, index.num_parties)
+        if traits(self.strategy.aggregator).needs_root:
+            raise ConfigError(
+                f"strategy.aggregator {cfg.strategy.aggregator!r} needs the task owner's root set, which an "
+                "aggregator node does not load yet; choose a root-free rule"
+            )
+        named = PartyRegistry(index.party_names)
+        registry = named if len(named) == index.num_parties else PartyRegistry.dense(index.num_parties)
+        self.server = server_program(
+            cfg,
+            model,
+            self.strategy,
+            self.dp,
+            registry,
+            lambda w: self.transport.evaluate(w).scores(),
+            index.train_sizes,
+            exchange=transport.exchange,
+        )
+        self.state = SimulationState(self.server)
+        self.party = _Unseen()
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        return flatten_tree({"server": self.server.state_tree()})
+
+    def required_state(self) -> dict[str, np.ndarray]:
+        return self.state_arrays()
+
+    def load_state(self, params: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
+        self.server.load_tree(params, unflatten_tree(arrays)["server"])
+
+    def example_epsilon(self) -> float | None:
+        return None  # each party node counts its own example-level epsilon (its status endpoint)
+
+
+def run_aggregator(
+    cfg: ExperimentConfig,
+    index: FederationIndex,
+    model: Model,
+    transport: StarTransport,
+    run_dir: Path,
+    log: Any,
+) -> dict[str, Any]:
+    """Wait for the parties, then run (or resume) the task into ``run_dir``; the run's summary."""
+    from deai.engine.api import execute
+    from deai.engine.rundir import RunDirectory
+
+    t0 = time.perf_counter()
+    fed = NetworkFederation(cfg, model, index, transport)
+    rd = RunDirectory(run_dir)
+    if rd.config_path.is_file():
+        restored = rd.restore(cfg, fed.required_state(), model.layout, fed.load_state)
+        fed.state.history = rd.restore_metrics(fed.state.round)
+        log("resumed", round=fed.state.round, checkpoint=restored is not None)
+    else:
+        rd.create(cfg)
+    net = cfg.network
+    need = net.min_parties or index.num_parties
+    have = transport.hub.wait_for(need, net.join_timeout_s)
+    log("starting", round=fed.state.round + 1, parties=have, waited_for=need)
+    if have < need:
+        transport.close()
+        raise ConfigError(
+            f"only {have} of the {need} parties network.min_parties asks for joined within "
+            f"network.join_timeout_s = {net.join_timeout_s:g} s; start more party nodes or lower min_parties"
+        )
+
+    def on_round(m: dict[str, Any]) -> None:
+        transport.hub.status.update(round=m["round"], accuracy=m.get("accuracy"))
+        log("round", **{k: m[k] for k in ("round", "participants", "dropped", "accuracy") if k in m})
+
+    result = execute(cfg, fed, rd, t0, on_round)
+    return result.summary()

@@ -1,0 +1,143 @@
+"""Signed envelopes, and the checks every node runs on each message before anything reads its body.
+
+A frame is ``u32 header length | header JSON | Ed25519 signature (64 bytes) | body``. The header names
+the protocol version, the task, the message kind and round, sender and recipient key ids, the sender's
+sequence number and the body's SHA-256 and length; the sender signs the header, so the signature covers
+the body through its digest. A :class:`Gate` refuses, with a named reason, a frame that is oversized,
+malformed, of another protocol version or task, addressed to someone else, from an unknown key, badly
+signed, whose body does not match its digest, or whose sequence number is not above the last one
+accepted from that sender (a replay). Sequence numbers are the sender's clock in nanoseconds, made
+strictly increasing, so a sender restarted from the same key still counts upward.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from deai.jsonio import canonical
+from deai.verify.identity import Identity, verify_signature
+
+PROTOCOL_VERSION = 1
+_TAG = b"deai-envelope-v1\x00"
+_LEN = struct.Struct(">I")
+SIGNATURE_BYTES = 64
+
+# Why a frame is refused: each is logged with the sender (where known) and the detail.
+OVERSIZED = "oversized"
+MALFORMED = "malformed"
+VERSION_MISMATCH = "protocol_version"
+WRONG_TASK = "wrong_task"
+MISADDRESSED = "misaddressed"
+UNKNOWN_SENDER = "unknown_sender"
+BAD_SIGNATURE = "bad_signature"
+BAD_DIGEST = "bad_digest"
+REPLAY = "replay"
+
+
+class Refused(Exception):
+    """A frame a gate will not accept: ``reason`` is one of the names above, ``detail`` says more."""
+
+    def __init__(self, reason: str, detail: str, sender: str | None = None) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail, self.sender = reason, detail, sender
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A frame that passed its gate."""
+
+    kind: str
+    round: int
+    sender: str
+    seq: int
+    body: bytes
+    header: dict[str, Any]
+
+
+class Sealer:
+    """Signs outgoing frames for one sender; thread-safe (nodes send from several threads)."""
+
+    def __init__(self, identity: Identity, task_id: str) -> None:
+        self.identity, self.task_id = identity, task_id
+        self._seq, self._lock = 0, threading.Lock()
+
+    def _next_seq(self) -> int:
+        with self._lock:
+            self._seq = max(self._seq + 1, time.time_ns())
+            return self._seq
+
+    def seal(self, kind: str, round_: int, to: str, body: bytes, **extra: Any) -> bytes:
+        header = {
+            "v": PROTOCOL_VERSION,
+            "task": self.task_id,
+            "kind": kind,
+            "round": int(round_),
+            "sender": self.identity.id,
+            "to": to,
+            "seq": self._next_seq(),
+            "body_sha256": hashlib.sha256(body).hexdigest(),
+            "body_bytes": len(body),
+            **extra,
+        }
+        raw = canonical(header).encode()
+        signature = self.identity.sign(_TAG + raw)
+        return b"".join([_LEN.pack(len(raw)), raw, signature, body])
+
+
+class Gate:
+    """The checks on every incoming frame, in order, for one receiving node."""
+
+    def __init__(self, task_id: str, me: str, peers: dict[str, bytes], max_bytes: int) -> None:
+        self.task_id, self.me, self.max_bytes = task_id, me, max_bytes
+        self.peers = dict(peers)  # key id -> raw Ed25519 public key
+        self._last_seq: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def open(self, frame: bytes) -> Envelope:
+        if len(frame) > self.max_bytes:
+            raise Refused(OVERSIZED, f"{len(frame)} bytes; this node takes at most {self.max_bytes}")
+        try:
+            (n,) = _LEN.unpack_from(frame, 0)
+            raw = bytes(frame[_LEN.size : _LEN.size + n])
+            header = json.loads(raw)
+            signature = bytes(frame[_LEN.size + n : _LEN.size + n + SIGNATURE_BYTES])
+            body = bytes(frame[_LEN.size + n + SIGNATURE_BYTES :])
+            version, sender = header["v"], str(header["sender"])
+            kind, round_, seq = str(header["kind"]), int(header["round"]), int(header["seq"])
+        except (struct.error, ValueError, KeyError, TypeError) as err:
+            raise Refused(MALFORMED, f"cannot read the envelope header ({type(err).__name__})") from None
+        if version != PROTOCOL_VERSION:
+            raise Refused(
+                VERSION_MISMATCH,
+                f"the sender speaks deai wire protocol {version!r}; this node speaks {PROTOCOL_VERSION}",
+                sender,
+            )
+        if header.get("task") != self.task_id:
+            raise Refused(
+                WRONG_TASK,
+                f"message for task {header.get('task')!r}; this node serves {self.task_id}",
+                sender,
+            )
+        if header.get("to") != self.me:
+            raise Refused(MISADDRESSED, f"addressed to {header.get('to')!r}, not to this node", sender)
+        key = self.peers.get(sender)
+        if key is None:
+            raise Refused(UNKNOWN_SENDER, f"key {sender} is not in this task's roster", sender)
+        if not verify_signature(key, signature, _TAG + raw):
+            raise Refused(BAD_SIGNATURE, f"the signature is not {sender}'s", sender)
+        if header.get("body_bytes") != len(body) or hashlib.sha256(body).hexdigest() != header.get(
+            "body_sha256"
+        ):
+            raise Refused(BAD_DIGEST, "the body does not match the digest its sender signed", sender)
+        with self._lock:
+            last = self._last_seq.get(sender, 0)
+            if seq <= last:
+                raise Refused(REPLAY, f"sequence {seq} is not above the last accepted ({last})", sender)
+            self._last_seq[sender] = seq
+        return Envelope(kind, round_, sender, seq, body, header)

@@ -1,0 +1,191 @@
+"""``deai launch``: a whole local federation, one OS process per node, torn down by PID.
+
+For demos and tests. It splits the task's data into one directory per party, makes every node's key
+(OS entropy) and the roster, starts the aggregator on a free loopback port and one party process per
+party, waits for the run to end, and ends every process it started. :class:`LocalFederation` gives
+tests the same steps one by one (kill a party, restart it from its state directory, start one late).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from deai.config import ConfigError, ExperimentConfig
+from deai.net.node import ADDRESS_FILE
+from deai.net.roster import Roster
+from deai.report.artifacts import atomic_write
+from deai.verify.identity import Identity
+
+
+class LocalFederation:
+    """The files and processes of a local federation under ``out``."""
+
+    def __init__(self, cfg: ExperimentConfig, out: Path, *, status: bool = False) -> None:
+        self.cfg, self.out, self.status = cfg, Path(out), status
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.address: str | None = None
+        self.n = cfg.data.num_parties
+
+    # -- files ------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Task config, the data split, every node's key and the roster."""
+        from deai.data.party_dirs import party_dir_name, write_party_dirs
+        from deai.engine.api import build_data
+
+        out = self.out
+        if out.exists() and any(out.iterdir()):
+            raise ConfigError(f"--out {out} is not empty; choose a new directory for the federation")
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.task_path, self.cfg.to_toml())
+        fed = build_data(self.cfg)
+        write_party_dirs(
+            fed,
+            self.split,
+            dataset=self.cfg.data.dataset,
+            seed=self.cfg.run.seed,
+            config_toml=self.cfg.to_toml(),
+        )
+        keys = out / "keys"
+        keys.mkdir()
+        agg = Identity.generate("aggregator")
+        agg.save(keys / "aggregator.key")
+        parties = []
+        for p in range(self.n):
+            ident = Identity.generate("party")
+            ident.save(keys / f"{party_dir_name(p, self.n)}.key")
+            parties.append(ident.public_key)
+        Roster(agg.public_key, parties, [str(x) for x in fed.party_names]).save(self.roster)
+
+    @property
+    def task_path(self) -> Path:
+        return self.out / "task.toml"
+
+    @property
+    def split(self) -> Path:
+        return self.out / "split"
+
+    @property
+    def roster(self) -> Path:
+        return self.out / "roster.json"
+
+    def party_name(self, p: int) -> str:
+        from deai.data.party_dirs import party_dir_name
+
+        return party_dir_name(p, self.n)
+
+    def state_dir(self, name: str) -> Path:
+        return self.out / "nodes" / name
+
+    # -- processes --------------------------------------------------------------------------
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+        state = self.state_dir(name)
+        state.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "deai.cli", "node", *argv, "--task", str(self.task_path),
+               "--roster", str(self.roster), "--state", str(state)]  # fmt: skip
+        if self.status:
+            cmd += ["--status", "127.0.0.1:0"]
+        env = os.environ | {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        with open(state / "stderr.log", "ab") as err:
+            proc = subprocess.Popen(
+                cmd, stdout=subprocess.DEVNULL, stderr=err, env=env, start_new_session=True
+            )
+        self.procs[name] = proc
+        return proc
+
+    def start_aggregator(self, timeout: float = 60.0) -> str:
+        """Start the aggregator on a free loopback port; its address once it listens."""
+        state = self.state_dir("aggregator")
+        (state / ADDRESS_FILE).unlink(missing_ok=True)
+        proc = self._spawn("aggregator", [
+            "--role", "aggregator", "--data", str(self.split), "--listen", "127.0.0.1:0",
+            "--key", str(self.out / "keys" / "aggregator.key"),
+        ])  # fmt: skip
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if (state / ADDRESS_FILE).is_file():
+                self.address = (state / ADDRESS_FILE).read_text().strip()
+                return self.address
+            if proc.poll() is not None:
+                raise RuntimeError(f"the aggregator exited ({proc.returncode}): {self.stderr('aggregator')}")
+            time.sleep(0.05)
+        raise TimeoutError(f"the aggregator did not listen within {timeout:g} s")
+
+    def start_party(self, p: int) -> subprocess.Popen:
+        name = self.party_name(p)
+        return self._spawn(name, [
+            "--role", "party", "--data", str(self.split / name), "--connect", self.address,
+            "--key", str(self.out / "keys" / f"{name}.key"),
+        ])  # fmt: skip
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.get(name)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(sig)
+            proc.wait(30)
+
+    def wait_aggregator(self, timeout: float) -> int:
+        return self.procs["aggregator"].wait(timeout)
+
+    def stderr(self, name: str) -> str:
+        path = self.state_dir(name) / "stderr.log"
+        return path.read_text(errors="replace")[-4000:] if path.is_file() else ""
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        path = self.state_dir(name) / "node.log"
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def summary(self) -> dict[str, Any]:
+        return json.loads((self.state_dir("aggregator") / "run" / "summary.json").read_text())
+
+    def close(self, grace: float = 10.0) -> None:
+        """End every process this federation started, by PID: SIGTERM, then SIGKILL after ``grace``."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        end = time.monotonic() + grace
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+    def __enter__(self) -> LocalFederation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def launch(
+    cfg: ExperimentConfig, out: Path, *, timeout: float = 1800.0, status: bool = False
+) -> dict[str, Any]:
+    """Run ``cfg`` as a local federation under ``out``; the aggregator's run summary."""
+    with LocalFederation(cfg, out, status=status) as fed:
+        fed.prepare()
+        fed.start_aggregator()
+        for p in range(fed.n):
+            fed.start_party(p)
+        try:
+            code = fed.wait_aggregator(timeout)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(
+                f"the federation did not finish within {timeout:g} s; see {out}/nodes/"
+            ) from None
+        if code != 0:
+            raise RuntimeError(f"the aggregator exited with {code}: {fed.stderr('aggregator')}")
+        for p in range(fed.n):  # parties leave once told to stop
+            try:
+                fed.procs[fed.party_name(p)].wait(30)
+            except subprocess.TimeoutExpired:
+                pass
+        return fed.summary()

@@ -1,0 +1,199 @@
+"""``deai node``: one long-running process of a task, as a party or as the star's aggregator.
+
+Everything a node needs is on its command line: the task config, its data directory (a party's own
+``party-NNNNN``, or for the aggregator the split's root with ``federation.json``), its key, the roster of
+the task's keys, and where to listen or whom to dial. It keeps its own state directory, writes one
+strict-JSON event per line to ``STATE/node.log`` and stderr, and serves ``/status`` and ``/metrics``
+when given ``--status``. SIGTERM ends it cleanly: an aggregator keeps its last finished round (restart
+it with the same state directory to resume), a party saves its state and leaves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deai.config import ConfigError, ExperimentConfig
+from deai.net.envelope import Gate, Sealer
+from deai.net.events import EventLog
+from deai.net.roster import Roster, task_id
+from deai.report.artifacts import atomic_write
+from deai.verify.identity import Identity, KeyFileError
+
+ADDRESS_FILE = "address"
+
+
+@dataclass
+class NodeArgs:
+    role: str
+    task: Path
+    data: Path
+    key: Path
+    roster: Path
+    state: Path
+    listen: str | None = None
+    connect: str | None = None
+    status: str | None = None
+    passphrase: str | None = None
+
+
+def _common(args: NodeArgs, cfg: ExperimentConfig) -> tuple[Identity, Roster, str, EventLog]:
+    try:
+        identity = Identity.load(args.key, args.passphrase)
+    except KeyFileError as err:
+        raise ConfigError(f"--key: {err}") from None
+    try:
+        roster = Roster.load(args.roster, cfg.data.num_parties)
+    except ValueError as err:
+        raise ConfigError(f"--roster: {err}") from None
+    args.state.mkdir(parents=True, exist_ok=True)
+    name = args.role if args.role == "aggregator" else args.data.name
+    log = EventLog(name, args.state / "node.log")
+    return identity, roster, task_id(cfg), log
+
+
+def run_node(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
+    """Run the node until its task ends; a summary of what it did."""
+    from deai.net.aggregator_node import check_network
+
+    check_network(cfg)
+    if args.role == "aggregator":
+        return _aggregator(args, cfg)
+    if args.role == "party":
+        return _party(args, cfg)
+    raise ConfigError(
+        f"--role {args.role!r}: this release runs 'party' and 'aggregator' nodes (star topology)"
+    )
+
+
+def _aggregator(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
+    from deai.data.party_dirs import load_federation_index
+    from deai.engine.api import build_model
+    from deai.net.aggregator_node import run_aggregator
+    from deai.net.star import StarHub
+    from deai.net.star_transport import StarTransport
+    from deai.net.status import StatusServer
+
+    if not args.listen:
+        raise ConfigError(
+            "--listen HOST:PORT is needed by the aggregator (parties dial it; port 0: any free)"
+        )
+    try:
+        index = load_federation_index(args.data)
+    except ValueError as err:
+        raise ConfigError(f"--data: {err}") from None
+    if index.num_parties != cfg.data.num_parties:
+        raise ConfigError(
+            f"--data {args.data} holds {index.num_parties} parties; the task's data.num_parties is "
+            f"{cfg.data.num_parties}: split the data with this task's config"
+        )
+    identity, roster, tid, log = _common(args, cfg)
+    if identity.public_key != roster.aggregator:
+        raise ConfigError(
+            f"--key {args.key} is not the aggregator key the roster names ({roster.aggregator_id})"
+        )
+    max_bytes = int(cfg.network.max_message_mb * 2**20)
+    gate = Gate(tid, identity.id, roster.keys(), max_bytes)
+    status: dict[str, Any] = {"role": "aggregator", "round": 0}
+    try:
+        hub = StarHub(args.listen, gate, Sealer(identity, tid), roster.party_index(), log, status=status)
+    except (OSError, RuntimeError) as err:
+        raise ConfigError(f"--listen {args.listen}: cannot listen there ({err})") from None
+    host = args.listen.rpartition(":")[0]
+    atomic_write(args.state / ADDRESS_FILE, f"{host}:{hub.port}\n")
+    log("listening", address=f"{host}:{hub.port}", task=tid, parties=index.num_parties)
+    model = build_model(cfg, index)
+    transport = StarTransport(
+        hub, model.layout.dim, index.num_classes, log, round_timeout_s=cfg.network.round_timeout_s
+    )
+
+    def snapshot() -> dict[str, Any]:
+        t = hub.traffic
+        return status | {
+            "peers": len(hub.connected()),
+            "bytes_sent": t.sent,
+            "bytes_received": t.received,
+            "refused": t.refused,
+            "last_model_sha256": status.get("last_model_sha256"),
+        }
+
+    server = StatusServer(args.status, snapshot) if args.status else None
+    if server is not None:
+        log("status", address=server.address)
+    try:
+        summary = run_aggregator(cfg, index, model, transport, args.state / "run", log)
+    finally:
+        transport.close()
+        if server is not None:
+            server.close()
+        log("exit")
+        log.close()
+    return summary
+
+
+def _party(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
+    from deai.engine.api import build_model
+    from deai.engine.assembly import party_budget, task_strategy
+    from deai.net.party_node import PartyNode
+    from deai.net.star import StarLink
+    from deai.net.status import StatusServer
+    from deai.party import PartyProgram, PartyShards
+
+    if not args.connect:
+        raise ConfigError("--connect HOST:PORT (the aggregator's address) is needed by a party node")
+    try:
+        shards = PartyShards.from_party_dir(args.data)
+    except ValueError as err:
+        raise ConfigError(f"--data: {err}") from None
+    index = int(shards.ids[0])
+    identity, roster, tid, log = _common(args, cfg)
+    if index >= len(roster.parties) or roster.parties[index] != identity.public_key:
+        raise ConfigError(
+            f"--key {args.key} is not party {index}'s key in the roster; each party uses its own key"
+        )
+    strategy, dp = task_strategy(cfg, cfg.data.num_parties)
+    model = build_model(cfg, _Shape(shards))
+    pv = cfg.privacy
+    opacus = pv.example_dp_engine == "opacus"
+    party = PartyProgram(
+        model,
+        shards,
+        strategy.transforms,
+        scaffold=strategy.control_variates,
+        backend="opacus" if opacus else "vectorized",
+        example_dp=(pv.example_noise_multiplier, pv.example_clip_norm) if opacus else None,
+        budget=party_budget(cfg, dp),
+    )
+    max_bytes = int(cfg.network.max_message_mb * 2**20)
+    keys = {roster.aggregator_id: roster.aggregator}
+
+    gate = Gate(tid, identity.id, keys, max_bytes)  # one gate across redials: replays stay refused
+
+    def connect() -> StarLink:
+        return StarLink(args.connect, gate, Sealer(identity, tid), roster.aggregator_id, log)
+
+    ring = None if dp is None else dp.ring_noise
+    node = PartyNode(cfg, party, strategy.local, connect, args.state, log, ring_noise=ring)
+    server = StatusServer(args.status, node.snapshot) if args.status else None
+    if server is not None:
+        log("status", address=server.address)
+    log("dialing", aggregator=args.connect, party=index, task=tid)
+    try:
+        code = node.run()
+    finally:
+        party.close()
+        if server is not None:
+            server.close()
+        log("exit")
+        log.close()
+    return node.snapshot() | {"exit": code}
+
+
+class _Shape:
+    """The data's shape as the model builder reads it, from a party's own rows."""
+
+    def __init__(self, shards: Any) -> None:
+        self.num_features = int(shards.x_train.shape[1])
+        self.num_classes = int(shards.num_classes)
+        self.image_shape = shards.image_shape

@@ -1,0 +1,244 @@
+"""The party node: one party's own rows, the simulator's party program, and a stream to the aggregator.
+
+It dials out (no inbound port), says hello, and answers what the aggregator asks: train a round, a phase
+of a private sum, evaluate a model, stop. Its state directory keeps what it must not lose across a crash
+(the rounds it trained, so its own privacy budget and its SCAFFOLD control variate survive a restart, and
+the last round it answered with the model it was sent and the reply, so a restarted node never makes a
+second, different contribution to a round); the state is written atomically before a reply leaves. An
+aggregator that restarts from its checkpoint and asks again for a round already answered, from the same
+model, gets the same reply byte for byte (no new training, no new privacy cost); asked for it from another
+model, the party refuses. A lost aggregator is redialed for ``network.reconnect_s``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deai.config import ExperimentConfig
+from deai.net.codec import WireError, decode, encode
+from deai.net.envelope import Envelope
+from deai.net.events import EventLog
+from deai.net.payloads import (
+    COUNTS,
+    DECLINED,
+    EVALUATE,
+    HELLO,
+    PHASE,
+    PHASE_REPLY,
+    STOP,
+    TRAIN,
+    UPDATE,
+    WELCOME,
+    counts_body,
+    read_task,
+    update_body,
+)
+from deai.net.star import Disconnected, StarLink
+from deai.party.private import WithheldUpdates
+from deai.party.program import PartyProgram
+from deai.report.artifacts import atomic_write_bytes
+from deai.state import flatten_tree, unflatten_tree
+from deai.train import LocalSpec
+
+STATE_FILE = "party_state.npz"
+
+
+class PartyNode:
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        party: PartyProgram,
+        spec: LocalSpec,
+        connect: Any,
+        state_dir: Path,
+        log: EventLog,
+        *,
+        ring_noise: Any = None,
+    ) -> None:
+        self.cfg, self.party, self.spec, self.connect, self.log = cfg, party, spec, connect, log
+        self.index = int(party.shards.ids[0])
+        self.state_path = Path(state_dir) / STATE_FILE
+        self.dim = party.model.layout.dim
+        self.withheld = WithheldUpdates(ring_noise)
+        self.answered_round = 0
+        self.answered_model = ""  # SHA-256 of the model the last answered round was trained from
+        self.last_reply: tuple[str, bytes] | None = None  # (kind, body) sent for answered_round
+        self.last_model_sha256: str | None = None
+        self.link: StarLink | None = None
+        self.status: dict[str, Any] = {"role": "party", "party": self.index, "round": 0, "peers": 0}
+        self.sent = self.received = 0
+        self._load_state()
+
+    # -- state that survives a crash -----------------------------------------------------------
+    def _load_state(self) -> None:
+        if not self.state_path.is_file():
+            return
+        try:
+            with np.load(self.state_path) as z:
+                arrays = {k: z[k] for k in z.files}
+            tree = unflatten_tree(arrays)
+            self.party.load_tree(tree["party"])
+            self.answered_round = int(tree["answered_round"])
+            self.answered_model = bytes(tree["answered_model"]).decode()
+            kind = bytes(tree["reply_kind"]).decode()
+            self.last_reply = (kind, bytes(tree["reply_body"])) if kind else None
+        except (OSError, ValueError, KeyError) as err:
+            raise ValueError(
+                f"{self.state_path}: the party's saved state cannot be read ({err}); it is written "
+                "atomically, so this file was damaged from outside. Move it away to start this party afresh "
+                "(its privacy budget count then restarts from zero: only do that if it never trained)"
+            ) from None
+        self.log("restored", answered_round=self.answered_round)
+
+    def _save_state(self) -> None:
+        kind, body = self.last_reply or ("", b"")
+        arrays = flatten_tree(
+            {
+                "party": self.party.state_tree(),
+                "answered_round": self.answered_round,
+                "answered_model": np.frombuffer(self.answered_model.encode(), dtype=np.uint8),
+                "reply_kind": np.frombuffer(kind.encode(), dtype=np.uint8),
+                "reply_body": np.frombuffer(body, dtype=np.uint8),
+            }
+        )
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(self.state_path, buf.getvalue())
+
+    # -- the session -------------------------------------------------------------------------
+    def run(self) -> int:
+        """Serve the task until the aggregator says stop (0) or stays unreachable (1)."""
+        lost_since: float | None = None
+        try:
+            while True:
+                try:
+                    self.link = self.connect()
+                    hello = encode({"party": self.index, "answered_round": self.answered_round})
+                    self.link.send(HELLO, self.answered_round, hello)
+                    if self._serve(self.link):
+                        return 0
+                except Disconnected:
+                    pass
+                finally:
+                    self._close_link()
+                self.status["peers"] = 0
+                now = time.monotonic()
+                lost_since = lost_since or now
+                if now - lost_since > self.cfg.network.reconnect_s:
+                    self.log("gave_up", seconds=round(now - lost_since, 1))
+                    return 1
+                self.log("redial", after_s=round(now - lost_since, 1))
+                time.sleep(1.0)
+        finally:
+            self._close_link()
+
+    def _close_link(self) -> None:
+        if self.link is not None:
+            self.sent += self.link.traffic.sent
+            self.received += self.link.traffic.received
+            self.link.close()
+            self.link = None
+
+    def _serve(self, link: StarLink) -> bool:
+        """Answer frames until stop (True); ``Disconnected`` when the stream ends."""
+        while True:
+            env = link.receive(timeout=1.0)
+            if env is None:
+                continue
+            if env.kind == WELCOME:
+                self.status["peers"] = 1
+                self.log("welcomed", round=env.round)
+            elif env.kind == TRAIN:
+                self._train(link, env)
+            elif env.kind == PHASE:
+                self._phase(link, env)
+            elif env.kind == EVALUATE:
+                self._evaluate(link, env)
+            elif env.kind == STOP:
+                self.log("stopped", round=env.round)
+                return True
+            else:
+                self.log("refused", reason="unknown_kind", detail=env.kind)
+
+    def _train(self, link: StarLink, env: Envelope) -> None:
+        try:
+            task = read_task(env.body, self.spec, self.index, self.dim)
+        except (WireError, KeyError, TypeError, ValueError) as err:
+            self.log("refused", reason="bad_task", detail=str(err))
+            return
+        if task.round != env.round or task.round <= self.answered_round:
+            # a restarted node never answers a round twice (its update may already be in the aggregate)
+            self.log("refused", reason="duplicate_task", round=task.round, answered=self.answered_round)
+            return
+        if task.seed != self.cfg.run.seed:
+            self.log(
+                "refused", reason="wrong_seed", detail=f"task seed {task.seed}, config {self.cfg.run.seed}"
+            )
+            return
+        self.last_model_sha256 = hashlib.sha256(task.params.tobytes()).hexdigest()
+        me = np.array([self.index])
+        if len(self.party.declines(me)):
+            self.answered_round = task.round
+            self._save_state()
+            link.send(DECLINED, task.round, encode({"reason": "privacy_budget"}))
+            self.log("declined", round=task.round, reason="own privacy budget")
+            return
+        with np.errstate(over="ignore", invalid="ignore"):
+            batch = self.party.train(task, me)
+        if task.withhold:
+            self.withheld.clear()
+            batch, unusable = self.withheld.hold(batch)
+            if unusable:
+                self.answered_round = task.round
+                self._save_state()
+                link.send(DECLINED, task.round, encode({"reason": next(iter(unusable))}))
+                return
+        self.answered_round = task.round
+        self._save_state()  # before the update leaves: a crash after this never re-sends round r
+        link.send(UPDATE, task.round, update_body(batch, None))
+        self.status.update(round=task.round, epsilon_spent=float(self.party.spent_epsilon()[0]))
+        self.log("trained", round=task.round, steps=int(batch.steps[0]))
+
+    def _phase(self, link: StarLink, env: Envelope) -> None:
+        try:
+            fields, arrays = decode(env.body)
+            kind, msg = str(fields["phase"]), arrays["data"].tobytes()
+            reply = self.withheld.answer(kind, {self.index: msg}).get(self.index)
+        except (WireError, KeyError, ValueError, TypeError) as err:
+            self.log("refused", reason="bad_phase", detail=f"{type(err).__name__}: {err}")
+            return
+        if reply is not None:
+            body = encode({"phase": kind}, {"data": np.frombuffer(reply, dtype=np.uint8)})
+            link.send(PHASE_REPLY, env.round, body)
+
+    def _evaluate(self, link: StarLink, env: Envelope) -> None:
+        try:
+            _, arrays = decode(env.body)
+            params = arrays["params"]
+            if params.dtype != np.float32 or params.shape != (self.dim,):
+                raise WireError(f"params must be float32 [{self.dim}]")
+        except (WireError, KeyError) as err:
+            self.log("refused", reason="bad_evaluate", detail=str(err))
+            return
+        with np.errstate(over="ignore", invalid="ignore"):
+            counts = self.party.evaluate(np.array(params))
+        link.send(COUNTS, env.round, counts_body(counts))
+
+    def snapshot(self) -> dict[str, Any]:
+        link = self.link
+        sent = self.sent + (link.traffic.sent if link else 0)
+        received = self.received + (link.traffic.received if link else 0)
+        refused = link.traffic.refused if link else 0
+        return self.status | {
+            "last_model_sha256": self.last_model_sha256,
+            "answered_round": self.answered_round,
+            "bytes_sent": sent,
+            "bytes_received": received,
+            "refused": refused,
+        }

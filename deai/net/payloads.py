@@ -1,0 +1,111 @@
+"""The bodies of the star protocol's messages: a task, one party's update, evaluation counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from deai.evaluation import EvalCounts
+from deai.messages import TrainTask, UpdateBatch
+from deai.net.codec import WireError, decode, encode
+from deai.train import LocalSpec
+
+# Message kinds. Aggregator -> party: TRAIN, PHASE, EVALUATE, STOP, WELCOME. Party -> aggregator: HELLO,
+# UPDATE, DECLINED, PHASE_REPLY, COUNTS.
+HELLO, WELCOME, TRAIN, UPDATE, DECLINED = "hello", "welcome", "train", "update", "declined"
+PHASE, PHASE_REPLY, EVALUATE, COUNTS, STOP = "phase", "phase_reply", "evaluate", "counts", "stop"
+
+
+def task_body(task: TrainTask) -> bytes:
+    arrays = {"params": task.params}
+    if task.control is not None:
+        arrays["control"] = task.control
+    fields = {"round": task.round, "version": task.version, "seed": task.seed, "withhold": task.withhold}
+    return encode(fields, arrays)
+
+
+def read_task(body: bytes, spec: LocalSpec, party: int, dim: int) -> TrainTask:
+    """The task in ``body`` for ``party``; the local training spec is the party's own (from its config)."""
+    fields, arrays = decode(body)
+    params = _vector(arrays, "params", dim)
+    control = _vector(arrays, "control", dim) if "control" in arrays else None
+    return TrainTask(
+        round=int(fields["round"]),
+        version=int(fields["version"]),
+        params=params,
+        spec=spec,
+        seed=int(fields["seed"]),
+        party_ids=np.array([party], dtype=np.int64),
+        control=control,
+        withhold=bool(fields["withhold"]),
+    )
+
+
+def update_body(batch: UpdateBatch, signature: bytes | None) -> bytes:
+    """One party's row (a node holds one party)."""
+    if len(batch) != 1:
+        raise ValueError(f"a node sends one party's update; got {len(batch)} rows")
+    arrays = {"delta": batch.deltas[0]}
+    # per-party metrics travel as float64 arrays: a loss may be NaN or inf, which JSON cannot hold
+    arrays |= {f"metric.{k}": np.asarray(v[:1], dtype=np.float64) for k, v in batch.metrics.items()}
+    if batch.control_deltas is not None:
+        arrays["control_delta"] = batch.control_deltas[0]
+    fields: dict[str, Any] = {
+        "party": int(batch.party_ids[0]),
+        "round": int(batch.round[0]),
+        "base_version": int(batch.base_version[0]),
+        "weight": float(batch.weights[0]),
+        "steps": int(batch.steps[0]),
+        "signature": None if signature is None else signature.hex(),
+    }
+    return encode(fields, arrays)
+
+
+def read_update(body: bytes, dim: int) -> UpdateBatch:
+    fields, arrays = decode(body)
+    try:
+        delta = _vector(arrays, "delta", dim, withheld=True)  # empty under a private sum
+        control = _vector(arrays, "control_delta", dim) if "control_delta" in arrays else None
+        sig = fields.get("signature")
+        batch = UpdateBatch(
+            party_ids=np.array([int(fields["party"])], dtype=np.int64),
+            round=np.array([int(fields["round"])], dtype=np.int64),
+            base_version=np.array([int(fields["base_version"])], dtype=np.int64),
+            deltas=delta[None, :].copy(),
+            weights=np.array([float(fields["weight"])], dtype=np.float64),
+            steps=np.array([int(fields["steps"])], dtype=np.int64),
+            metrics={
+                k.removeprefix("metric."): np.array(v, dtype=np.float64).reshape(1)
+                for k, v in arrays.items()
+                if k.startswith("metric.")
+            },
+            control_deltas=None if control is None else control[None, :].copy(),
+            signatures=None if sig is None else [bytes.fromhex(sig)],
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise WireError(f"update body: {err}") from None
+    return batch
+
+
+def counts_body(counts: EvalCounts) -> bytes:
+    loss = np.array([counts.loss_sum], dtype=np.float64)  # inf once a model diverges: not JSON
+    return encode({}, {"hits": counts.hits, "support": counts.support, "loss_sum": loss})
+
+
+def read_counts(body: bytes, num_classes: int) -> EvalCounts:
+    _, arrays = decode(body)
+    hits, support, loss = arrays.get("hits"), arrays.get("support"), arrays.get("loss_sum")
+    if hits is None or support is None or hits.shape != (num_classes,) or support.shape != (num_classes,):
+        raise WireError(f"counts body must hold hits and support of {num_classes} classes")
+    if loss is None or loss.shape != (1,):
+        raise WireError("counts body must hold loss_sum [1]")
+    return EvalCounts(hits.astype(np.float64), support.astype(np.int64), float(loss[0]))
+
+
+def _vector(arrays: dict[str, np.ndarray], name: str, dim: int, *, withheld: bool = False) -> np.ndarray:
+    a = arrays.get(name)
+    if a is None or a.dtype != np.float32 or a.shape not in ((dim,), *(((0,),) if withheld else ())):
+        got = "nothing" if a is None else f"{a.dtype} {list(a.shape)}"
+        raise WireError(f"{name} must be float32 [{dim}] (the task's model); got {got}")
+    return a

@@ -1,0 +1,91 @@
+"""The task's roster: who may speak in it, by Ed25519 public key.
+
+``roster.json`` names the aggregator's key and each party's key with its dense index; every node loads
+the same file and its gate accepts frames only from the keys it lists. In a deployment each party makes
+its key with ``deai keygen --role party`` and sends the owner only the public half; ``deai launch``
+writes a roster for a local federation. The task id every frame is bound to is the SHA-256 of the
+resolved task config, so nodes given different configs cannot talk past each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from deai import jsonio
+from deai.config import ExperimentConfig
+from deai.report.artifacts import atomic_write
+from deai.verify.identity import key_id
+
+FORMAT = 1
+
+
+def task_id(cfg: ExperimentConfig) -> str:
+    """The id frames are bound to: the first 16 bytes of SHA-256 of the resolved config, in hex."""
+    return hashlib.sha256(cfg.to_toml().encode()).digest()[:16].hex()
+
+
+@dataclass(frozen=True)
+class Roster:
+    aggregator: bytes  # raw public key
+    parties: list[bytes]  # raw public key of party i
+    names: list[str]
+
+    @property
+    def aggregator_id(self) -> str:
+        return key_id(self.aggregator)
+
+    @property
+    def party_ids(self) -> list[str]:
+        return [key_id(k) for k in self.parties]
+
+    def party_index(self) -> dict[str, int]:
+        """Key id -> dense party index."""
+        return {k: i for i, k in enumerate(self.party_ids)}
+
+    def keys(self) -> dict[str, bytes]:
+        """Every key id this roster lets speak, with its public key."""
+        out = {key_id(k): k for k in self.parties}
+        out[self.aggregator_id] = self.aggregator
+        return out
+
+    def save(self, path: Path) -> None:
+        doc = {
+            "format": FORMAT,
+            "aggregator": {"id": self.aggregator_id, "public_key": self.aggregator.hex()},
+            "parties": [
+                {"index": i, "name": n, "id": key_id(k), "public_key": k.hex()}
+                for i, (k, n) in enumerate(zip(self.parties, self.names, strict=True))
+            ],
+        }
+        atomic_write(Path(path), jsonio.dumps(doc, indent=1))
+
+    @classmethod
+    def load(cls, path: Path, num_parties: int | None = None) -> Roster:
+        """Read ``path``; a missing, damaged or inconsistent roster raises ``ValueError`` saying which."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"roster {path} does not exist; `deai launch` writes one, or list the keys")
+        try:
+            doc = json.loads(path.read_text())
+            if doc.get("format") != FORMAT:
+                raise ValueError(f"format {doc.get('format')!r}, expected {FORMAT}")
+            agg = bytes.fromhex(doc["aggregator"]["public_key"])
+            entries = sorted(doc["parties"], key=lambda e: e["index"])
+            parties = [bytes.fromhex(e["public_key"]) for e in entries]
+            names = [str(e.get("name", e["index"])) for e in entries]
+            if [e["index"] for e in entries] != list(range(len(entries))):
+                raise ValueError("party indices must be 0..N-1, each once")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f"roster {path} is not a deai roster ({err})") from None
+        if any(len(k) != 32 for k in [agg, *parties]):
+            raise ValueError(f"roster {path}: every public key must be 32 raw Ed25519 bytes in hex")
+        if len({*map(bytes, parties), agg}) != len(parties) + 1:
+            raise ValueError(f"roster {path}: a key appears twice")
+        if num_parties is not None and len(parties) != num_parties:
+            raise ValueError(
+                f"roster {path} lists {len(parties)} parties; the task (data.num_parties) has {num_parties}"
+            )
+        return cls(agg, parties, names)

@@ -1,0 +1,223 @@
+"""The transport of a star over the network: the driver's contract (:mod:`deai.transport.base`) on a hub.
+
+``dispatch`` sends the round's task to every asked party that has a session; ``collect`` waits for their
+answers until each has answered, left, or missed the round's deadline, then yields the failures and one
+batch of every update in party order, exactly the batch the simulator's transport hands the server (so
+a fault-free run reaches the simulator's model bit for bit). ``exchange`` runs one phase of a private
+sum as a message round, and ``evaluate`` sums the parties' own evaluation counts.
+
+Deadlines adapt to the round times seen (a fixed timeout is either too short for a slow federation or
+wastes minutes on each dropout): after a few rounds the deadline is ``slack`` times the slowest recent
+answer, never more than ``round_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+from deai.evaluation import EvalCounts
+from deai.messages import Failure, TrainTask, UpdateBatch
+from deai.net.codec import WireError, decode, encode
+from deai.net.events import EventLog
+from deai.net.payloads import (
+    COUNTS,
+    DECLINED,
+    EVALUATE,
+    PHASE,
+    PHASE_REPLY,
+    STOP,
+    TRAIN,
+    UPDATE,
+    read_counts,
+    read_update,
+    task_body,
+)
+from deai.net.star import StarHub
+from deai.party.budget import REFUSED
+
+
+class AdaptiveDeadline:
+    """Seconds to wait for a round's answers: learned from the answers seen, capped by the task."""
+
+    def __init__(self, cap_s: float, *, floor_s: float = 5.0, slack: float = 3.0, window: int = 5) -> None:
+        self.cap_s, self.floor_s, self.slack, self.window = cap_s, floor_s, slack, window
+        self.seen: list[float] = []  # slowest answer of each recent complete round
+
+    def seconds(self) -> float:
+        if len(self.seen) < 2:
+            return self.cap_s
+        return min(self.cap_s, max(self.floor_s, self.slack * max(self.seen[-self.window :])))
+
+    def observe(self, slowest_s: float) -> None:
+        self.seen.append(slowest_s)
+
+
+class StarTransport:
+    def __init__(
+        self,
+        hub: StarHub,
+        dim: int,
+        num_classes: int,
+        log: EventLog,
+        *,
+        round_timeout_s: float,
+        phase_timeout_s: float | None = None,
+    ) -> None:
+        self.hub, self.dim, self.num_classes, self.log = hub, dim, num_classes, log
+        self.deadline = AdaptiveDeadline(round_timeout_s)
+        self.phase_timeout_s = phase_timeout_s or round_timeout_s
+        self._task: TrainTask | None = None
+        self._waiting: set[int] = set()
+        self._failures: list[Failure] = []
+        self._t0 = 0.0
+        self.now = 0.0  # the driver's simulated clock; unused on a network
+
+    def dispatch(self, task: TrainTask) -> None:
+        self._task, self._t0 = task, time.monotonic()
+        self.hub.status["round"] = task.round
+        body = task_body(task)
+        unreachable = []
+        self._waiting = set()
+        for p in task.party_ids.tolist():
+            (self._waiting.add if self.hub.send(p, TRAIN, task.round, body) else unreachable.append)(p)
+        self._failures = [Failure(np.array(unreachable, dtype=np.int64), "dropout")] if unreachable else []
+        if unreachable:
+            self.log("unreachable", round=task.round, parties=unreachable)
+
+    def collect(self) -> Iterator[UpdateBatch | Failure]:
+        task = self._task
+        yield from self._failures
+        rows: dict[int, UpdateBatch] = {}
+        dropped: list[int] = []
+        declined: dict[str, list[int]] = {}
+        limit = self.deadline.seconds()
+        end = self._t0 + limit
+        slowest = 0.0
+        while self._waiting:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            item = self._next(left)
+            if item is None:
+                continue
+            party, env = item
+            if env is None:
+                if party in self._waiting:
+                    self._waiting.discard(party)
+                    dropped.append(party)
+                continue
+            if party not in self._waiting or env.round != task.round or env.kind not in (UPDATE, DECLINED):
+                self.log("stray", party=party, kind=env.kind, round=env.round, open_round=task.round)
+                continue
+            self._waiting.discard(party)
+            slowest = max(slowest, time.monotonic() - self._t0)
+            if env.kind == DECLINED:  # its own privacy budget, or an update it cannot encode
+                try:
+                    why = str(decode(env.body)[0].get("reason"))
+                except WireError:
+                    why = "declined"
+                declined.setdefault(REFUSED if why == "privacy_budget" else why, []).append(party)
+                continue
+            try:
+                batch = read_update(env.body, self.dim)
+            except WireError as err:
+                self.log("refused", reason="bad_update", party=party, detail=str(err))
+                dropped.append(party)
+                continue
+            if int(batch.party_ids[0]) != party or int(batch.round[0]) != task.round:
+                claim = f"claims party {int(batch.party_ids[0])}, round {int(batch.round[0])}"
+                self.log("refused", reason="mislabelled_update", party=party, detail=claim)
+                dropped.append(party)
+                continue
+            rows[party] = batch
+        late = sorted(self._waiting)
+        self._waiting = set()
+        if late:
+            self.log("deadline", round=task.round, parties=late, seconds=round(limit, 3))
+        else:
+            self.deadline.observe(slowest)
+        for why, ids in (("dropout", dropped), ("deadline", late), *declined.items()):
+            if ids:
+                yield Failure(np.array(sorted(ids), dtype=np.int64), why)
+        if rows:
+            yield UpdateBatch.concat([rows[p] for p in sorted(rows)])
+
+    def exchange(self, kind: str, messages: Mapping[int, bytes]) -> dict[int, bytes]:
+        """One phase of a private sum as a message round; parties that do not answer in time drop out."""
+        r = self._task.round if self._task is not None else 0
+        asked = set()
+        for p, msg in messages.items():
+            body = encode({"phase": kind}, {"data": np.frombuffer(msg, dtype=np.uint8)})
+            if self.hub.send(int(p), PHASE, r, body):
+                asked.add(int(p))
+        replies: dict[int, bytes] = {}
+        end = time.monotonic() + self.phase_timeout_s
+        while asked and time.monotonic() < end:
+            item = self._next(end - time.monotonic())
+            if item is None:
+                continue
+            party, env = item
+            if env is None:
+                asked.discard(party)
+                continue
+            if env.kind != PHASE_REPLY or party not in asked or env.round != r:
+                self.log("stray", party=party, kind=env.kind, round=env.round, phase=kind)
+                continue
+            try:
+                fields, arrays = decode(env.body)
+                if fields.get("phase") != kind:
+                    raise WireError(f"reply to phase {fields.get('phase')!r}, not {kind!r}")
+                replies[party] = arrays["data"].tobytes()
+            except (WireError, KeyError) as err:
+                self.log("refused", reason="bad_phase_reply", party=party, detail=str(err))
+            asked.discard(party)
+        if asked:
+            self.log("phase_timeout", phase=kind, parties=sorted(asked))
+        return replies
+
+    def evaluate(self, params: np.ndarray) -> EvalCounts:
+        """The parties' summed counts, in party order; a party that does not answer is left out (logged)."""
+        r = self._task.round if self._task is not None else 0
+        body = encode({}, {"params": params})
+        asked = {p for p in self.hub.connected() if self.hub.send(p, EVALUATE, r, body)}
+        got: dict[int, EvalCounts] = {}
+        end = time.monotonic() + self.phase_timeout_s
+        while asked and time.monotonic() < end:
+            item = self._next(end - time.monotonic())
+            if item is None:
+                continue
+            party, env = item
+            if env is None or env.kind != COUNTS or party not in asked:
+                if env is not None:
+                    self.log("stray", party=party, kind=env.kind, round=env.round)
+                asked.discard(party) if env is None else None
+                continue
+            asked.discard(party)
+            try:
+                got[party] = read_counts(env.body, self.num_classes)
+            except WireError as err:
+                self.log("refused", reason="bad_counts", party=party, detail=str(err))
+        if asked:
+            self.log("evaluation_incomplete", parties=sorted(asked))
+        if not got:
+            zero = np.zeros(self.num_classes)
+            return EvalCounts(zero, zero.astype(np.int64), 0.0)
+        total = None
+        for p in sorted(got):
+            total = got[p] if total is None else total + got[p]
+        return total
+
+    def close(self) -> None:
+        for p in self.hub.connected():
+            self.hub.send(p, STOP, self._task.round if self._task is not None else 0, b"")
+        self.hub.close()
+
+    def _next(self, timeout: float) -> tuple[int, object] | None:
+        try:
+            return self.hub.inbox.get(timeout=max(0.0, min(timeout, 0.5)))
+        except queue.Empty:
+            return None
