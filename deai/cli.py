@@ -538,6 +538,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         connect=args.connect,
         status=args.status,
         passphrase=passphrase,
+        fault=args.fault,
     )
     summary = run_node(node, cfg)
     if args.json:
@@ -774,6 +775,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_node.add_argument("--state", default="node-state", help="this node's own state directory")
     p_node.add_argument("--status", help="serve /status (JSON) and /metrics (Prometheus) on HOST:PORT")
     p_node.add_argument("--passphrase-env", help="environment variable holding the key's passphrase")
+    p_node.add_argument(
+        "--fault",
+        help="fault injection for drills and tests: crash-after:KIND:ROUND (e.g. crash-after:train:3)",
+    )
     p_node.add_argument("--json", action="store_true")
     p_node.set_defaults(func=cmd_node)
 

@@ -333,6 +333,11 @@ class NetworkSection(_Strict):
     )
     reconnect_s: float = Field(60.0, ge=0, description="how long a party keeps redialing a lost aggregator")
     max_message_mb: float = Field(256.0, gt=0, description="largest frame a node accepts; larger is refused")
+    min_round_s: float = Field(
+        0.0,
+        ge=0,
+        description="pace steering: a round lasts at least this long, so restarted and late nodes catch up",
+    )
 
 
 class ExperimentConfig(_Strict):

@@ -98,12 +98,17 @@ class NetworkFederation(Federation):
             self.strategy,
             self.dp,
             registry,
-            lambda w: self.transport.evaluate(w).scores(),
+            self._evaluate,
             index.train_sizes,
             exchange=transport.exchange,
         )
         self.state = SimulationState(self.server)
         self.party = _Unseen()
+
+    def _evaluate(self, params: np.ndarray) -> dict[str, float]:
+        """Federated evaluation; nothing (the round's line has no scores) when no party answered."""
+        counts = self.transport.evaluate(params)
+        return {} if counts is None else counts.scores()
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         return flatten_tree({"server": self.server.state_tree()})

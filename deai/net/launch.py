@@ -38,7 +38,11 @@ class LocalFederation:
         """Task config, the data split, every node's key and the roster."""
         from deai.data.party_dirs import party_dir_name, write_party_dirs
         from deai.engine.api import build_data
+        from deai.engine.assembly import task_strategy
+        from deai.net.aggregator_node import check_network
 
+        check_network(self.cfg)  # every node would refuse it: say so once, before anything starts
+        task_strategy(self.cfg, self.n)
         out = self.out
         if out.exists() and any(out.iterdir()):
             raise ConfigError(f"--out {out} is not empty; choose a new directory for the federation")
@@ -99,12 +103,12 @@ class LocalFederation:
         self.procs[name] = proc
         return proc
 
-    def start_aggregator(self, timeout: float = 60.0) -> str:
-        """Start the aggregator on a free loopback port; its address once it listens."""
+    def start_aggregator(self, timeout: float = 60.0, listen: str = "127.0.0.1:0") -> str:
+        """Start the aggregator (on a free loopback port by default); its address once it listens."""
         state = self.state_dir("aggregator")
         (state / ADDRESS_FILE).unlink(missing_ok=True)
         proc = self._spawn("aggregator", [
-            "--role", "aggregator", "--data", str(self.split), "--listen", "127.0.0.1:0",
+            "--role", "aggregator", "--data", str(self.split), "--listen", listen,
             "--key", str(self.out / "keys" / "aggregator.key"),
         ])  # fmt: skip
         end = time.monotonic() + timeout
@@ -117,11 +121,11 @@ class LocalFederation:
             time.sleep(0.05)
         raise TimeoutError(f"the aggregator did not listen within {timeout:g} s")
 
-    def start_party(self, p: int) -> subprocess.Popen:
+    def start_party(self, p: int, *extra: str) -> subprocess.Popen:
         name = self.party_name(p)
         return self._spawn(name, [
             "--role", "party", "--data", str(self.split / name), "--connect", self.address,
-            "--key", str(self.out / "keys" / f"{name}.key"),
+            "--key", str(self.out / "keys" / f"{name}.key"), *extra,
         ])  # fmt: skip
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:

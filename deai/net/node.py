@@ -36,6 +36,7 @@ class NodeArgs:
     connect: str | None = None
     status: str | None = None
     passphrase: str | None = None
+    fault: str | None = None
 
 
 def _common(args: NodeArgs, cfg: ExperimentConfig) -> tuple[Identity, Roster, str, EventLog]:
@@ -105,7 +106,12 @@ def _aggregator(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     log("listening", address=f"{host}:{hub.port}", task=tid, parties=index.num_parties)
     model = build_model(cfg, index)
     transport = StarTransport(
-        hub, model.layout.dim, index.num_classes, log, round_timeout_s=cfg.network.round_timeout_s
+        hub,
+        model.layout.dim,
+        index.num_classes,
+        log,
+        round_timeout_s=cfg.network.round_timeout_s,
+        min_round_s=cfg.network.min_round_s,
     )
 
     def snapshot() -> dict[str, Any]:
@@ -174,7 +180,12 @@ def _party(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
         return StarLink(args.connect, gate, Sealer(identity, tid), roster.aggregator_id, log)
 
     ring = None if dp is None else dp.ring_noise
-    node = PartyNode(cfg, party, strategy.local, connect, args.state, log, ring_noise=ring)
+    try:
+        node = PartyNode(
+            cfg, party, strategy.local, connect, args.state, log, ring_noise=ring, fault=args.fault
+        )
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     server = StatusServer(args.status, node.snapshot) if args.status else None
     if server is not None:
         log("status", address=server.address)

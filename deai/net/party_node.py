@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,17 @@ from deai.train import LocalSpec
 STATE_FILE = "party_state.npz"
 
 
+def parse_fault(spec: str | None) -> tuple[str, int] | None:
+    """``crash-after:KIND:ROUND`` -> (KIND, ROUND): the message kind answered (``train``, or a SecAgg+
+    phase such as ``relayed_shares``, answered with the masked input) after which the node dies."""
+    if spec is None:
+        return None
+    parts = spec.split(":")
+    if len(parts) != 3 or parts[0] != "crash-after" or not parts[2].isdigit():
+        raise ValueError(f"--fault {spec!r}: give crash-after:KIND:ROUND, e.g. crash-after:train:3")
+    return parts[1], int(parts[2])
+
+
 class PartyNode:
     def __init__(
         self,
@@ -60,6 +72,7 @@ class PartyNode:
         log: EventLog,
         *,
         ring_noise: Any = None,
+        fault: str | None = None,
     ) -> None:
         self.cfg, self.party, self.spec, self.connect, self.log = cfg, party, spec, connect, log
         self.index = int(party.shards.ids[0])
@@ -73,6 +86,7 @@ class PartyNode:
         self.link: StarLink | None = None
         self.status: dict[str, Any] = {"role": "party", "party": self.index, "round": 0, "peers": 0}
         self.sent = self.received = 0
+        self.fault = parse_fault(fault)
         self._load_state()
 
     # -- state that survives a crash -----------------------------------------------------------
@@ -172,21 +186,27 @@ class PartyNode:
         except (WireError, KeyError, TypeError, ValueError) as err:
             self.log("refused", reason="bad_task", detail=str(err))
             return
-        if task.round != env.round or task.round <= self.answered_round:
-            # a restarted node never answers a round twice (its update may already be in the aggregate)
-            self.log("refused", reason="duplicate_task", round=task.round, answered=self.answered_round)
-            return
         if task.seed != self.cfg.run.seed:
-            self.log(
-                "refused", reason="wrong_seed", detail=f"task seed {task.seed}, config {self.cfg.run.seed}"
-            )
+            why = f"task seed {task.seed}, config {self.cfg.run.seed}"
+            self.log("refused", reason="wrong_seed", detail=why)
             return
-        self.last_model_sha256 = hashlib.sha256(task.params.tobytes()).hexdigest()
+        model = hashlib.sha256(task.params.tobytes()).hexdigest()
+        if task.round != env.round or task.round < self.answered_round:
+            self.log("refused", reason="stale_task", round=task.round, answered=self.answered_round)
+            return
+        if task.round == self.answered_round and self.answered_round > 0:
+            if model != self.answered_model or self.last_reply is None or task.withhold:
+                # a second, different contribution to one round would be equivocation
+                self.log("refused", reason="duplicate_task", round=task.round, answered=self.answered_round)
+                return
+            kind, body = self.last_reply
+            link.send(kind, task.round, body)  # the same reply, byte for byte: no new training or noise
+            self.log("re-sent", round=task.round)
+            return
+        self.last_model_sha256 = model
         me = np.array([self.index])
         if len(self.party.declines(me)):
-            self.answered_round = task.round
-            self._save_state()
-            link.send(DECLINED, task.round, encode({"reason": "privacy_budget"}))
+            self._answer(link, task.round, model, DECLINED, encode({"reason": "privacy_budget"}))
             self.log("declined", round=task.round, reason="own privacy budget")
             return
         with np.errstate(over="ignore", invalid="ignore"):
@@ -195,15 +215,25 @@ class PartyNode:
             self.withheld.clear()
             batch, unusable = self.withheld.hold(batch)
             if unusable:
-                self.answered_round = task.round
-                self._save_state()
-                link.send(DECLINED, task.round, encode({"reason": next(iter(unusable))}))
+                self._answer(link, task.round, model, DECLINED, encode({"reason": next(iter(unusable))}))
                 return
-        self.answered_round = task.round
-        self._save_state()  # before the update leaves: a crash after this never re-sends round r
-        link.send(UPDATE, task.round, update_body(batch, None))
         self.status.update(round=task.round, epsilon_spent=float(self.party.spent_epsilon()[0]))
         self.log("trained", round=task.round, steps=int(batch.steps[0]))
+        self._answer(link, task.round, model, UPDATE, update_body(batch, None))
+
+    def _answer(self, link: StarLink, round_: int, model: str, kind: str, body: bytes) -> None:
+        """Record the round as answered (atomically, with the reply) before the reply leaves."""
+        self.answered_round, self.answered_model, self.last_reply = round_, model, (kind, body)
+        self._save_state()
+        link.send(kind, round_, body)
+        self._maybe_crash(link, TRAIN, round_)
+
+    def _maybe_crash(self, link: StarLink, kind: str, round_: int) -> None:
+        """Fault injection (``--fault crash-after:KIND:ROUND``): die like SIGKILL once the reply is out."""
+        if self.fault == (kind, round_):
+            link.flush()
+            self.log("crash", after=kind, round=round_)
+            os._exit(137)
 
     def _phase(self, link: StarLink, env: Envelope) -> None:
         try:
@@ -216,6 +246,7 @@ class PartyNode:
         if reply is not None:
             body = encode({"phase": kind}, {"data": np.frombuffer(reply, dtype=np.uint8)})
             link.send(PHASE_REPLY, env.round, body)
+            self._maybe_crash(link, kind, env.round)
 
     def _evaluate(self, link: StarLink, env: Envelope) -> None:
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import queue
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -294,6 +295,13 @@ class StarLink:
         frame = self.sealer.seal(kind, round_, self.aggregator_id, body)
         self.traffic.sent += len(frame)
         self._box.put(frame)
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until every queued frame has been handed to gRPC (and a moment for it to leave)."""
+        end = time.monotonic() + timeout
+        while not self._box.q.empty() and time.monotonic() < end:
+            time.sleep(0.02)
+        time.sleep(0.3)
 
     def send_raw(self, frame: bytes) -> None:
         """A frame as is (tests: replays, forgeries, oversized frames)."""

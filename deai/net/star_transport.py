@@ -66,10 +66,12 @@ class StarTransport:
         *,
         round_timeout_s: float,
         phase_timeout_s: float | None = None,
+        min_round_s: float = 0.0,
     ) -> None:
         self.hub, self.dim, self.num_classes, self.log = hub, dim, num_classes, log
         self.deadline = AdaptiveDeadline(round_timeout_s)
         self.phase_timeout_s = phase_timeout_s or round_timeout_s
+        self.min_round_s = min_round_s
         self._task: TrainTask | None = None
         self._waiting: set[int] = set()
         self._failures: list[Failure] = []
@@ -143,6 +145,9 @@ class StarTransport:
         for why, ids in (("dropout", dropped), ("deadline", late), *declined.items()):
             if ids:
                 yield Failure(np.array(sorted(ids), dtype=np.int64), why)
+        pause = self._t0 + self.min_round_s - time.monotonic()
+        if pause > 0:  # pace steering (network.min_round_s)
+            time.sleep(pause)
         if rows:
             yield UpdateBatch.concat([rows[p] for p in sorted(rows)])
 
@@ -179,8 +184,9 @@ class StarTransport:
             self.log("phase_timeout", phase=kind, parties=sorted(asked))
         return replies
 
-    def evaluate(self, params: np.ndarray) -> EvalCounts:
-        """The parties' summed counts, in party order; a party that does not answer is left out (logged)."""
+    def evaluate(self, params: np.ndarray) -> EvalCounts | None:
+        """The parties' summed counts, in party order; a party that does not answer is left out (logged);
+        None when no party answered."""
         r = self._task.round if self._task is not None else 0
         body = encode({}, {"params": params})
         asked = {p for p in self.hub.connected() if self.hub.send(p, EVALUATE, r, body)}
@@ -204,8 +210,7 @@ class StarTransport:
         if asked:
             self.log("evaluation_incomplete", parties=sorted(asked))
         if not got:
-            zero = np.zeros(self.num_classes)
-            return EvalCounts(zero, zero.astype(np.int64), 0.0)
+            return None
         total = None
         for p in sorted(got):
             total = got[p] if total is None else total + got[p]

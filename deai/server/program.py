@@ -407,8 +407,8 @@ class ServerProgram:
             st.params, st.opt_state = before
             return self._diverge(f"round {r}: the global model became non-finite")
         if r % cfg.run.eval_every == 0 or r == cfg.run.rounds:
-            scores = self.evaluator(st.params)
-            if not np.isfinite(scores["loss"]):
+            scores = self.evaluator(st.params)  # empty when nobody could score it (a network's parties)
+            if scores and not np.isfinite(scores["loss"]):
                 st.params, st.opt_state = before
                 return self._diverge(f"round {r}: the global model's outputs overflow (infinite loss)")
             metrics.update(scores)

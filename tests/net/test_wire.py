@@ -1,0 +1,149 @@
+"""The wire layer on its own: bodies, signed envelopes and their gate, chunking, the roster."""
+
+import numpy as np
+import pytest
+
+from deai.config import parse_config
+from deai.messages import TrainTask, UpdateBatch
+from deai.net import envelope as E
+from deai.net.codec import WireError, decode, encode
+from deai.net.payloads import read_task, read_update, task_body, update_body
+from deai.net.roster import Roster, task_id
+from deai.net.star import CHUNK_BYTES, Reassembler, chunks
+from deai.train import LocalSpec
+from deai.verify.identity import Identity
+
+
+def test_a_body_round_trips_arrays_and_fields_exactly():
+    rng = np.random.default_rng(0)
+    arrays = {"w": rng.normal(size=1000).astype(np.float32), "ids": np.arange(7), "m": np.eye(3) > 0}
+    fields, back = decode(encode({"round": 3, "name": "x", "nested": {"a": [1, 2]}}, arrays))
+    assert fields == {"round": 3, "name": "x", "nested": {"a": [1, 2]}}
+    for k, a in arrays.items():
+        assert back[k].dtype == a.dtype and back[k].shape == a.shape
+        np.testing.assert_array_equal(back[k], a)
+
+
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        (lambda b: b"XXXX" + b[4:], "magic"),
+        (lambda b: b[:7], "truncated|header"),
+        (lambda b: b[:-1], "outside the body"),
+        (lambda b: b.replace(b'"float32"', b'"float16"'), "dtype"),
+        (lambda b: b.replace(b"[10]", b"[11]"), "is not 40 bytes"),
+    ],
+)
+def test_a_damaged_body_is_refused_naming_the_part(damage, match):
+    body = encode({}, {"w": np.zeros(10, np.float32)})
+    with pytest.raises(WireError, match=match):
+        decode(damage(body))
+
+
+def test_object_arrays_never_go_on_the_wire():
+    with pytest.raises(WireError, match="dtype"):
+        encode({}, {"o": np.array([object()])})
+
+
+def _pair(max_bytes=1 << 20):
+    a, b = Identity.generate("aggregator"), Identity.generate("party")
+    gate = E.Gate("task1", a.id, {b.id: b.public_key}, max_bytes)
+    return a, b, gate, E.Sealer(b, "task1")
+
+
+def test_a_sealed_frame_opens_at_its_recipient():
+    a, b, gate, sealer = _pair()
+    env = gate.open(sealer.seal("update", 4, a.id, b"payload"))
+    assert (env.kind, env.round, env.sender, env.body) == ("update", 4, b.id, b"payload")
+
+
+def test_every_kind_of_bad_frame_is_refused_with_its_reason():
+    a, b, gate, sealer = _pair(max_bytes=4096)
+    good = sealer.seal("update", 1, a.id, b"x")
+    gate.open(good)
+    cases = {
+        E.REPLAY: good,
+        E.WRONG_TASK: E.Sealer(b, "other-task").seal("update", 1, a.id, b"x"),
+        E.MISADDRESSED: sealer.seal("update", 1, "someone-else", b"x"),
+        E.UNKNOWN_SENDER: E.Sealer(Identity.generate("party"), "task1").seal("update", 1, a.id, b"x"),
+        E.OVERSIZED: sealer.seal("update", 1, a.id, b"x" * 5000),
+        E.MALFORMED: b"\x00\x00\x00\x05abc",
+    }
+    fresh = sealer.seal("update", 1, a.id, b"body")
+    cases[E.BAD_DIGEST] = fresh[:-4] + b"evil"  # the body swapped under a valid header signature
+    forged = bytearray(sealer.seal("update", 1, a.id, b"y"))
+    n = int.from_bytes(forged[:4], "big")
+    forged[4 + n] ^= 1  # one bit of the signature
+    cases[E.BAD_SIGNATURE] = bytes(forged)
+    old = E.Sealer(b, "task1")
+    old_frame = old.seal("update", 1, a.id, b"x")
+    header = old_frame.replace(b'"v":1', b'"v":2')
+    cases[E.VERSION_MISMATCH] = header
+    for reason, frame in cases.items():
+        with pytest.raises(E.Refused) as err:
+            gate.open(frame)
+        assert err.value.reason == reason, (reason, err.value)
+    # a version mismatch names both versions
+    with pytest.raises(E.Refused, match="protocol 2; this node speaks 1"):
+        gate.open(cases[E.VERSION_MISMATCH])
+    gate.open(sealer.seal("update", 2, a.id, b"still fine"))  # the gate keeps working after refusals
+
+
+def test_a_restarted_sender_keeps_counting_upward():
+    a, b, gate, sealer = _pair()
+    gate.open(sealer.seal("hello", 0, a.id, b""))
+    gate.open(E.Sealer(b, "task1").seal("hello", 0, a.id, b""))  # a new process, the same key
+
+
+def test_chunks_reassemble_into_the_frame_and_oversized_frames_are_skipped_unstored():
+    frame = np.random.default_rng(1).bytes(CHUNK_BYTES * 2 + 17)
+    r = Reassembler(max_bytes=len(frame))
+    parts = list(chunks(1, frame))
+    assert len(parts) == 3
+    assert [r.add(c) for c in parts[:-1]] == [None, None]
+    assert r.add(parts[-1]) == frame
+    small = Reassembler(max_bytes=CHUNK_BYTES)
+    with pytest.raises(E.Refused, match="oversized"):
+        small.add(parts[0])
+    assert small.add(parts[1]) is None and small._buf is None  # the rest is skipped, nothing held
+    assert small.add(next(chunks(2, b"ok"))) == b"ok"
+
+
+def test_task_and_update_bodies_carry_what_the_programs_exchange():
+    dim = 50
+    task = TrainTask(1, 0, np.arange(dim, dtype=np.float32), LocalSpec(), 7, np.array([3]), control=None)
+    back = read_task(task_body(task), LocalSpec(lr=0.2), 3, dim)
+    np.testing.assert_array_equal(back.params, task.params)
+    assert (back.round, back.seed, back.party_ids.tolist(), back.spec.lr) == (1, 7, [3], 0.2)
+    with pytest.raises(WireError, match="float32 \\[49\\]"):
+        read_task(task_body(task), LocalSpec(), 3, dim - 1)
+    batch = UpdateBatch(
+        np.array([3]), np.array([1]), np.array([0]), np.ones((1, dim), np.float32),
+        np.array([12.0]), np.array([5]), {"train_loss": np.array([np.nan])},
+    )  # fmt: skip
+    got = read_update(update_body(batch, b"s" * 64), dim)
+    np.testing.assert_array_equal(got.deltas, batch.deltas)
+    assert got.weights[0] == 12.0 and got.steps[0] == 5 and np.isnan(got.metrics["train_loss"][0])
+    assert got.signatures == [b"s" * 64]
+
+
+def test_the_roster_round_trips_and_refuses_damage(tmp_path):
+    keys = [Identity.generate("party").public_key for _ in range(3)]
+    agg = Identity.generate("aggregator").public_key
+    Roster(agg, keys, ["a", "b", "c"]).save(tmp_path / "r.json")
+    r = Roster.load(tmp_path / "r.json", 3)
+    assert r.parties == keys and r.aggregator == agg and r.party_index()[r.party_ids[2]] == 2
+    with pytest.raises(ValueError, match="lists 3 parties; the task .* has 4"):
+        Roster.load(tmp_path / "r.json", 4)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not a deai roster"):
+        Roster.load(tmp_path / "bad.json")
+    Roster(agg, [keys[0], keys[0]], ["a", "b"]).save(tmp_path / "dup.json")
+    with pytest.raises(ValueError, match="twice"):
+        Roster.load(tmp_path / "dup.json")
+
+
+def test_the_task_id_changes_with_any_setting():
+    a = parse_config({"run": {"seed": 1}})
+    b = parse_config({"run": {"seed": 2}})
+    assert task_id(a) == task_id(parse_config({"run": {"seed": 1}})) != task_id(b)
