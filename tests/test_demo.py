@@ -33,3 +33,7 @@ def test_demo_runs_end_to_end_and_writes_its_report(tmp_path):
     assert "provider B wrong at step 1337" in jobs[2]
     secagg_diff = float(summary["privacy"][0]["value"])
     assert secagg_diff < 1e-4  # secure aggregation reproduces plain FedAvg up to fixed-point precision
+    nodes = {r["check"]: r["value"] for r in summary["nodes"]}
+    assert nodes["same model as the simulator, bit for bit"] == "True"
+    assert nodes["party killed after sending its masked input"].startswith("party 4")
+    assert "Real nodes" in page
