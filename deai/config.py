@@ -318,6 +318,17 @@ class PrivacySection(_Strict):
     )
 
 
+class CompressionSection(_Strict):
+    """What each party does to its update before it leaves (deai.transforms.compress)."""
+
+    kind: Literal["none", "int8", "topk", "topk_int8"] = Field(
+        "none",
+        description="int8: 8-bit stochastic rounding; topk: the largest topk_fraction of coordinates with "
+        "error feedback; topk_int8: both",
+    )
+    topk_fraction: float = Field(0.01, gt=0, le=1, description="share of coordinates top-k keeps")
+
+
 class NetworkSection(_Strict):
     """How nodes run this task over a network (`deai node`, `deai launch`); the simulator ignores it."""
 
@@ -352,6 +363,7 @@ class ExperimentConfig(_Strict):
     ledger: LedgerSection = LedgerSection()
     valuation: ValuationSection = ValuationSection()
     incentives: IncentivesSection = IncentivesSection()
+    compression: CompressionSection = CompressionSection()
     network: NetworkSection = NetworkSection()
 
     @model_validator(mode="after")

@@ -30,6 +30,7 @@ class Purpose(IntEnum):
     NOISE = 8
     DEFENCE = 9
     VALUE = 10  # the join orders sampled by Monte-Carlo Shapley valuation
+    COMPRESS = 11  # stochastic rounding of compressed updates
 
 
 def _mix(z: np.ndarray) -> np.ndarray:

@@ -54,7 +54,27 @@ def task_strategy(
 
         dp = DPFedAvg(cfg, num_parties)
         strategy.transforms = chain(*dp.client_transforms())
+    compressor = _compressor(cfg)
+    if compressor is not None:  # last: what leaves the party (after clipping and any noise share)
+        strategy.transforms = chain(*strategy.transforms.transforms, compressor)
     return strategy, dp
+
+
+def _compressor(cfg: ExperimentConfig) -> Any:
+    from deai.transforms.compress import ErrorFeedbackCompressor, StochasticInt8
+
+    c = cfg.compression
+    if c.kind == "none":
+        return None
+    if cfg.strategy.aggregator in ("secagg", "he_ckks"):
+        raise ConfigError(
+            f"compression.kind {c.kind!r}: under strategy.aggregator {cfg.strategy.aggregator!r} a party "
+            "sends masked inputs or ciphertexts, which are dense whatever the update; set compression.kind "
+            "= 'none'"
+        )
+    if c.kind == "int8":
+        return StochasticInt8()
+    return ErrorFeedbackCompressor(c.topk_fraction, int8=c.kind == "topk_int8")
 
 
 def party_budget(cfg: ExperimentConfig, dp: Any) -> PartyBudget | None:

@@ -155,9 +155,15 @@ def run_aggregator(
             f"network.join_timeout_s = {net.join_timeout_s:g} s; start more party nodes or lower min_parties"
         )
 
+    traffic = transport.hub.traffic
+    seen = [traffic.sent, traffic.received]
+
     def on_round(m: dict[str, Any]) -> None:
         transport.hub.status.update(round=m["round"], accuracy=m.get("accuracy"))
-        log("round", **{k: m[k] for k in ("round", "participants", "dropped", "accuracy") if k in m})
+        out, into = traffic.sent - seen[0], traffic.received - seen[1]
+        seen[:] = [traffic.sent, traffic.received]
+        fields = {k: m[k] for k in ("round", "participants", "dropped", "accuracy") if k in m}
+        log("round", **fields, bytes_out=out, bytes_in=into)
 
     result = execute(cfg, fed, rd, t0, on_round)
     return result.summary()

@@ -17,7 +17,7 @@ from deai.jsonio import canonical
 
 MAGIC = b"DEAI\x01"
 #: The dtypes a body may carry; anything else is refused (no object arrays, no pickles).
-DTYPES = ("float32", "float64", "int64", "bool", "uint8")
+DTYPES = ("float32", "float64", "int64", "int32", "int8", "bool", "uint8")
 _LEN = struct.Struct(">I")
 
 

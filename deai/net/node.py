@@ -133,7 +133,7 @@ def _aggregator(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
         transport.close()
         if server is not None:
             server.close()
-        log("exit")
+        log("exit", bytes_sent=hub.traffic.sent, bytes_received=hub.traffic.received)
         log.close()
     return summary
 

@@ -10,6 +10,7 @@ from deai.evaluation import EvalCounts
 from deai.messages import TrainTask, UpdateBatch
 from deai.net.codec import WireError, decode, encode
 from deai.train import LocalSpec
+from deai.transforms.compress import LEVELS, pow2_scales
 
 # Message kinds. Aggregator -> party: TRAIN, PHASE, EVALUATE, STOP, WELCOME. Party -> aggregator: HELLO,
 # UPDATE, DECLINED, PHASE_REPLY, COUNTS.
@@ -46,7 +47,7 @@ def update_body(batch: UpdateBatch, signature: bytes | None) -> bytes:
     """One party's row (a node holds one party)."""
     if len(batch) != 1:
         raise ValueError(f"a node sends one party's update; got {len(batch)} rows")
-    arrays = {"delta": batch.deltas[0]}
+    arrays = compact(batch.deltas[0], "delta")
     # per-party metrics travel as float64 arrays: a loss may be NaN or inf, which JSON cannot hold
     arrays |= {f"metric.{k}": np.asarray(v[:1], dtype=np.float64) for k, v in batch.metrics.items()}
     if batch.control_deltas is not None:
@@ -65,7 +66,7 @@ def update_body(batch: UpdateBatch, signature: bytes | None) -> bytes:
 def read_update(body: bytes, dim: int) -> UpdateBatch:
     fields, arrays = decode(body)
     try:
-        delta = _vector(arrays, "delta", dim, withheld=True)  # empty under a private sum
+        delta = _vector(expand(arrays, "delta", dim), "delta", dim, withheld=True)  # empty: a private sum
         control = _vector(arrays, "control_delta", dim) if "control_delta" in arrays else None
         sig = fields.get("signature")
         batch = UpdateBatch(
@@ -86,6 +87,61 @@ def read_update(body: bytes, dim: int) -> UpdateBatch:
     except (KeyError, TypeError, ValueError) as err:
         raise WireError(f"update body: {err}") from None
     return batch
+
+
+def compact(row: np.ndarray, name: str) -> dict[str, np.ndarray]:
+    """The smallest exact encoding of a float32 row: sparse (int32 positions) where most entries are zero,
+    and 8-bit ``q * 2^e`` where every value is one (what deai's compression transforms produce); the
+    receiver's :func:`expand` rebuilds the row bit for bit, so the wire never changes an update."""
+    row = np.ascontiguousarray(row, dtype=np.float32)
+    out: dict[str, np.ndarray] = {}
+    values = row
+    nz = np.flatnonzero(row.view(np.uint32))  # by bits: a -0.0 is kept as it is
+    if len(row) < 2**31 and len(nz) * 8 < len(row) * 3:  # positions + values beat the dense row
+        out[f"{name}.index"] = nz.astype(np.int32)
+        out[f"{name}.size"] = np.array([len(row)], dtype=np.int64)
+        values = row[nz]
+    if len(values):
+        e = int(pow2_scales(values[None, :])[0])
+        q = values.astype(np.float64) / np.ldexp(1.0, e)
+        if np.abs(q).max() <= LEVELS and np.array_equal(q, np.rint(q)):
+            q8 = q.astype(np.int8)
+            back = q8.astype(np.float32) * np.float32(np.ldexp(1.0, e))
+            if np.array_equal(back.view(np.uint32), values.view(np.uint32)):  # bit for bit, signs of 0 too
+                out[f"{name}.q8"], out[f"{name}.exp"] = q8, np.array([e], dtype=np.int64)
+                return out
+    out[name if f"{name}.index" not in out else f"{name}.values"] = values
+    return out
+
+
+def expand(arrays: dict[str, np.ndarray], name: str, dim: int) -> dict[str, np.ndarray]:
+    """``arrays`` with the row ``name`` rebuilt from its compact encoding (see :func:`compact`)."""
+    if name in arrays:
+        return arrays
+    out = {k: v for k, v in arrays.items() if not k.startswith(f"{name}.")}
+    try:
+        if f"{name}.q8" in arrays:
+            e = int(arrays[f"{name}.exp"][0])
+            if not -150 <= e <= 128:
+                raise WireError(f"{name}: exponent {e} is outside float32's range")
+            values = arrays[f"{name}.q8"].astype(np.float32) * np.float32(np.ldexp(1.0, e))
+        else:
+            values = arrays[f"{name}.values"]
+        if f"{name}.index" in arrays:
+            size, index = int(arrays[f"{name}.size"][0]), arrays[f"{name}.index"].astype(np.int64)
+            if (
+                size != dim
+                or len(index) != len(values)
+                or (len(index) and (index.min() < 0 or index.max() >= dim))
+            ):
+                raise WireError(f"{name}: sparse positions do not fit a row of {dim}")
+            row = np.zeros(size, np.float32)
+            row[index] = values
+            values = row
+    except (KeyError, IndexError) as err:
+        raise WireError(f"{name}: incomplete compact encoding ({err})") from None
+    out[name] = np.asarray(values, dtype=np.float32)
+    return out
 
 
 def counts_body(counts: EvalCounts) -> bytes:

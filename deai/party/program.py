@@ -144,12 +144,15 @@ class PartyProgram:
         return {
             "trained_rounds": self.trained_rounds,
             "scaffold": None if self.c_parties is None else {"c_parties": self.c_parties},
+            "transforms": self.transforms.to_tree(self._transform_state),  # error-feedback residuals
         }
 
     def load_tree(self, tree: dict[str, Any]) -> None:
         self.trained_rounds = np.asarray(tree["trained_rounds"]).astype(np.int64)
         if self.c_parties is not None:
             self.c_parties = np.asarray(tree["scaffold"]["c_parties"]).astype(np.float32)
+        if "transforms" in tree:
+            self._transform_state = self.transforms.from_tree(tree["transforms"], self._transform_state)
 
     def personalize(self, params: np.ndarray, spec: LocalSpec, seed: int, round_: int) -> dict[str, float]:
         """Fine-tune ``params`` on each held party's own data; accuracy on each party's own test split.

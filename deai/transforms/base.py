@@ -36,6 +36,20 @@ class Chain:
             new_states.append(s)
         return updates, tuple(new_states)
 
+    def to_tree(self, state: tuple) -> dict[str, Any]:
+        """The states worth keeping across a restart (transforms with ``to_tree``), by position."""
+        return {
+            str(i): t.to_tree(s)
+            for i, (t, s) in enumerate(zip(self.transforms, state, strict=True))
+            if hasattr(t, "to_tree")
+        }
+
+    def from_tree(self, tree: dict[str, Any], state: tuple) -> tuple:
+        return tuple(
+            t.from_tree(tree[str(i)]) if str(i) in tree and hasattr(t, "from_tree") else s
+            for i, (t, s) in enumerate(zip(self.transforms, state, strict=True))
+        )
+
 
 def chain(*transforms: UpdateTransform) -> Chain:
     return Chain(tuple(transforms))

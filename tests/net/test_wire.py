@@ -147,3 +147,48 @@ def test_the_task_id_changes_with_any_setting():
     a = parse_config({"run": {"seed": 1}})
     b = parse_config({"run": {"seed": 2}})
     assert task_id(a) == task_id(parse_config({"run": {"seed": 1}})) != task_id(b)
+
+
+@pytest.mark.parametrize("kind", ["none", "int8", "topk", "topk_int8"])
+def test_compressed_rows_travel_compactly_and_arrive_bit_for_bit(kind):
+    from deai.context import RoundContext
+    from deai.net.payloads import compact, expand
+    from deai.transforms.compress import ErrorFeedbackCompressor, StochasticInt8
+
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=(4, 5000)).astype(np.float32)
+    rows[0, :7] = -0.0
+    ctx = RoundContext(1, 2, np.arange(4))
+    t = {"none": None, "int8": StochasticInt8(), "topk": ErrorFeedbackCompressor(0.05),
+         "topk_int8": ErrorFeedbackCompressor(0.05, int8=True)}[kind]  # fmt: skip
+    out = rows if t is None else t.apply(rows, t.init(5000), ctx)[0]
+    for row in out:
+        enc = compact(row, "d")
+        size = sum(a.nbytes for a in enc.values())
+        back = expand(enc, "d", 5000)["d"]
+        assert back.dtype == np.float32 and np.array_equal(back.view(np.uint32), row.view(np.uint32))
+        limit = {
+            "none": 4 * 5000,
+            "int8": 5000 + 8,
+            "topk": 0.05 * 5000 * 8 + 16,
+            "topk_int8": 0.05 * 5000 * 5 + 24,
+        }
+        assert size <= limit[kind], (kind, size)
+
+
+def test_stochastic_int8_is_unbiased_and_error_feedback_loses_nothing():
+    from deai.context import RoundContext
+    from deai.transforms.compress import ErrorFeedbackCompressor, stochastic_int8
+
+    x = np.full((1, 4), 0.3, np.float32)
+    x[0, 0] = 127.0  # scale 1: 0.3 rounds to 0 or 1
+    draws = np.stack([stochastic_int8(x, RoundContext(0, r, np.array([0])))[0, 1:] for r in range(4000)])
+    assert set(np.unique(draws)) == {0.0, 1.0} and abs(draws.mean() - 0.3) < 0.02
+    t = ErrorFeedbackCompressor(0.25)  # 1 of 4 coordinates a round
+    state, sent = t.init(4), np.zeros(4)
+    u = np.array([[1.0, 0.5, 0.25, 0.125]], np.float32)
+    for r in range(8):
+        out, state = t.apply(u, state, RoundContext(0, r, np.array([9])))
+        assert np.count_nonzero(out) == 1
+        sent += out[0]
+    np.testing.assert_allclose(sent + state[9], 8 * u[0], rtol=1e-6)  # sent plus still owed = everything
