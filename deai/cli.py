@@ -539,6 +539,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         status=args.status,
         passphrase=passphrase,
         fault=args.fault,
+        tls=Path(args.tls) if args.tls else None,
     )
     summary = run_node(node, cfg)
     if args.json:
@@ -557,7 +558,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.run.name}-nodes"
     say(escape(f"launching {cfg.data.num_parties} party processes and an aggregator under {out}"))
     try:
-        summary = launch(cfg, out, timeout=args.timeout)
+        summary = launch(cfg, out, timeout=args.timeout, tls=args.tls)
     except RuntimeError as err:
         raise ConfigError(str(err)) from None
     if args.json:
@@ -569,6 +570,31 @@ def cmd_launch(args: argparse.Namespace) -> int:
                 f"model {summary['model_hash'][:16]}; run directory {out / 'nodes' / 'aggregator' / 'run'}"
             )
         )
+    return 0
+
+
+def cmd_tls_ca(args: argparse.Namespace) -> int:
+    from deai.net.tls import make_ca
+
+    try:
+        make_ca(Path(args.dir))
+    except FileExistsError as err:
+        raise ConfigError(str(err)) from None
+    say(escape(f"task CA written to {args.dir} (ca.crt; ca.key is secret, mode 0600)"))
+    return 0
+
+
+def cmd_tls_issue(args: argparse.Namespace) -> int:
+    from deai.net.tls import issue
+
+    if args.days < 1:
+        raise ConfigError(f"--days {args.days}: a certificate must last at least a day")
+    hosts = tuple(args.host or ("127.0.0.1", "localhost"))
+    try:
+        issue(Path(args.ca), args.name, Path(args.out), hosts, args.days)
+    except ValueError as err:
+        raise ConfigError(f"--ca: {err}") from None
+    say(escape(f"certificate for {args.name} written to {args.out} (ca.crt, node.crt, node.key)"))
     return 0
 
 
@@ -779,6 +805,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--fault",
         help="fault injection for drills and tests: crash-after:KIND:ROUND (e.g. crash-after:train:3)",
     )
+    p_node.add_argument(
+        "--tls", help="mutual TLS: a directory with ca.crt, node.crt, node.key (deai tls issue)"
+    )
     p_node.add_argument("--json", action="store_true")
     p_node.set_defaults(func=cmd_node)
 
@@ -787,7 +816,21 @@ def build_parser() -> argparse.ArgumentParser:
     p_launch.add_argument("--nodes", type=int, help="party processes (sets data.num_parties)")
     p_launch.add_argument("--out", help="directory for the split, keys, roster and node states")
     p_launch.add_argument("--timeout", type=float, default=1800.0, help="seconds before giving up")
+    p_launch.add_argument("--tls", action="store_true", help="mutual TLS from a fresh task CA")
     p_launch.add_argument("--json", action="store_true")
+
+    p_tls = sub.add_parser("tls", help="a task CA and node certificates for mutual TLS between nodes")
+    tsub = p_tls.add_subparsers(dest="tls_command", required=True)
+    p = tsub.add_parser("ca", help="make the task CA in DIR (ca.crt, ca.key)")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_tls_ca)
+    p = tsub.add_parser("issue", help="a node certificate signed by the task CA, into --out")
+    p.add_argument("name", help="the node's name (e.g. aggregator, party-00003)")
+    p.add_argument("--ca", required=True, help="the CA directory (deai tls ca)")
+    p.add_argument("--out", required=True, help="the node's TLS directory (its --tls)")
+    p.add_argument("--host", action="append", default=[], help="an address the node is reached at (repeat)")
+    p.add_argument("--days", type=int, default=90)
+    p.set_defaults(func=cmd_tls_issue)
     p_launch.set_defaults(func=cmd_launch)
 
     p_key = sub.add_parser("keygen", help="make an Ed25519 key file (OS entropy)")

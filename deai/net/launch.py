@@ -27,8 +27,8 @@ from deai.verify.identity import Identity
 class LocalFederation:
     """The files and processes of a local federation under ``out``."""
 
-    def __init__(self, cfg: ExperimentConfig, out: Path, *, status: bool = False) -> None:
-        self.cfg, self.out, self.status = cfg, Path(out), status
+    def __init__(self, cfg: ExperimentConfig, out: Path, *, status: bool = False, tls: bool = False) -> None:
+        self.cfg, self.out, self.status, self.tls = cfg, Path(out), status, tls
         self.procs: dict[str, subprocess.Popen] = {}
         self.address: str | None = None
         self.n = cfg.data.num_parties
@@ -66,6 +66,12 @@ class LocalFederation:
             ident.save(keys / f"{party_dir_name(p, self.n)}.key")
             parties.append(ident.public_key)
         Roster(agg.public_key, parties, [str(x) for x in fed.party_names]).save(self.roster)
+        if self.tls:  # a task CA and one certificate per node
+            from deai.net.tls import issue, make_ca
+
+            make_ca(out / "tls" / "ca")
+            for name in ["aggregator", *(self.party_name(p) for p in range(self.n))]:
+                issue(out / "tls" / "ca", name, out / "tls" / name)
 
     @property
     def task_path(self) -> Path:
@@ -95,6 +101,8 @@ class LocalFederation:
                "--roster", str(self.roster), "--state", str(state)]  # fmt: skip
         if self.status:
             cmd += ["--status", "127.0.0.1:0"]
+        if self.tls:
+            cmd += ["--tls", str(self.out / "tls" / name)]
         env = os.environ | {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         with open(state / "stderr.log", "ab") as err:
             proc = subprocess.Popen(
@@ -171,10 +179,10 @@ class LocalFederation:
 
 
 def launch(
-    cfg: ExperimentConfig, out: Path, *, timeout: float = 1800.0, status: bool = False
+    cfg: ExperimentConfig, out: Path, *, timeout: float = 1800.0, status: bool = False, tls: bool = False
 ) -> dict[str, Any]:
     """Run ``cfg`` as a local federation under ``out``; the aggregator's run summary."""
-    with LocalFederation(cfg, out, status=status) as fed:
+    with LocalFederation(cfg, out, status=status, tls=tls) as fed:
         fed.prepare()
         fed.start_aggregator()
         for p in range(fed.n):

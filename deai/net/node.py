@@ -37,6 +37,7 @@ class NodeArgs:
     status: str | None = None
     passphrase: str | None = None
     fault: str | None = None
+    tls: Path | None = None  # a directory with ca.crt, node.crt, node.key (deai tls issue)
 
 
 def _common(args: NodeArgs, cfg: ExperimentConfig) -> tuple[Identity, Roster, str, EventLog]:
@@ -98,7 +99,22 @@ def _aggregator(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     gate = Gate(tid, identity.id, roster.keys(), max_bytes)
     status: dict[str, Any] = {"role": "aggregator", "round": 0}
     try:
-        hub = StarHub(args.listen, gate, Sealer(identity, tid), roster.party_index(), log, status=status)
+        creds = None
+        if args.tls is not None:
+            from deai.net.tls import server_credentials
+
+            creds = server_credentials(args.tls)
+        hub = StarHub(
+            args.listen,
+            gate,
+            Sealer(identity, tid),
+            roster.party_index(),
+            log,
+            status=status,
+            credentials=creds,
+        )
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     except (OSError, RuntimeError) as err:
         raise ConfigError(f"--listen {args.listen}: cannot listen there ({err})") from None
     host = args.listen.rpartition(":")[0]
@@ -175,9 +191,19 @@ def _party(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     keys = {roster.aggregator_id: roster.aggregator}
 
     gate = Gate(tid, identity.id, keys, max_bytes)  # one gate across redials: replays stay refused
+    creds = None
+    if args.tls is not None:
+        from deai.net.tls import channel_credentials
+
+        try:
+            creds = channel_credentials(args.tls)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
     def connect() -> StarLink:
-        return StarLink(args.connect, gate, Sealer(identity, tid), roster.aggregator_id, log)
+        return StarLink(
+            args.connect, gate, Sealer(identity, tid), roster.aggregator_id, log, credentials=creds
+        )
 
     ring = None if dp is None else dp.ring_noise
     try:

@@ -284,7 +284,10 @@ class StarLink:
         if credentials is None:
             self._channel = grpc.insecure_channel(address, options=GRPC_OPTIONS)
         else:
-            self._channel = grpc.secure_channel(address, credentials, options=GRPC_OPTIONS)
+            from deai.net.tls import TASK_HOST  # every node certificate names it: any address will do
+
+            options = [*GRPC_OPTIONS, ("grpc.ssl_target_name_override", TASK_HOST)]
+            self._channel = grpc.secure_channel(address, credentials, options=options)
         self._box = _Outbox()
         self._inbox: queue.Queue[Envelope | None] = queue.Queue()
         self._call = self._channel.stream_stream(PATH)(self._box.stream())

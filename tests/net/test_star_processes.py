@@ -208,3 +208,22 @@ def test_compressed_updates_cross_the_wire_smaller_and_reach_the_simulators_mode
         ]
         received[kind] = sum(e["bytes_in"] for e in rounds) / (3 * 10)  # per party per round
     assert received["topk_int8"] < received["none"] / 6, received  # measured 8.0x at 5% top-k, 8 bits
+
+
+def test_mutual_tls_admits_the_task_cas_nodes_and_shuts_out_a_foreign_certificate(tmp_path):
+    from deai.net.tls import issue, make_ca
+
+    cfg = task(rounds=4, network={"min_parties": 9, "reconnect_s": 3, "join_timeout_s": 60})
+    with LocalFederation(cfg, tmp_path / "fed", tls=True) as fed:
+        fed.prepare()
+        make_ca(tmp_path / "other-ca")  # party 9 holds a certificate the task CA never signed
+        issue(tmp_path / "other-ca", "party-00009", fed.out / "tls" / "party-00009")
+        fed.start_aggregator()
+        for p in range(10):
+            fed.start_party(p)
+        assert fed.wait_aggregator(240) == 0, fed.stderr("aggregator")
+        assert fed.procs["party-00009"].wait(60) == 1  # it never got a stream, and gave up
+        joined = {e["party"] for e in fed.events("aggregator") if e["event"] == "joined"}
+        lines = metrics(fed)
+    assert joined == set(range(9))
+    assert all(m["dropped"] == 1 and m["participants"] == 9 for m in lines)
