@@ -41,9 +41,10 @@ def encode(fields: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) 
     return b"".join([MAGIC, _LEN.pack(len(header)), header, *blobs])
 
 
-def decode(body: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The fields and arrays of ``body``; arrays are read-only views of its bytes."""
-    if not body.startswith(MAGIC):
+def decode(body: bytes | bytearray | memoryview) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The fields and arrays of ``body``; arrays are views of its bytes (no copy)."""
+    body = memoryview(body)
+    if bytes(body[: len(MAGIC)]) != MAGIC:
         raise WireError("body does not start with deai's wire magic (not a deai message, or another version)")
     start = len(MAGIC) + _LEN.size
     if len(body) < start:
@@ -52,13 +53,13 @@ def decode(body: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     if start + n > len(body):
         raise WireError(f"header says {n} bytes but the body has {len(body) - start} after the length")
     try:
-        header = json.loads(body[start : start + n], parse_constant=_no_constant)
+        header = json.loads(bytes(body[start : start + n]), parse_constant=_no_constant)
         fields, index = header["fields"], header["arrays"]
         if not isinstance(fields, dict) or not isinstance(index, dict):
             raise TypeError("fields and arrays must be objects")
     except (ValueError, KeyError, TypeError) as err:
         raise WireError(f"header is not a deai header ({err})") from None
-    data = memoryview(body)[start + n :]
+    data = body[start + n :]
     arrays = {}
     for name, spec in index.items():
         try:

@@ -56,7 +56,7 @@ class Envelope:
     round: int
     sender: str
     seq: int
-    body: bytes
+    body: bytes | memoryview
     header: dict[str, Any]
 
 
@@ -99,15 +99,16 @@ class Gate:
         self._last_seq: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def open(self, frame: bytes) -> Envelope:
+    def open(self, frame: bytes | bytearray) -> Envelope:
         if len(frame) > self.max_bytes:
             raise Refused(OVERSIZED, f"{len(frame)} bytes; this node takes at most {self.max_bytes}")
         try:
             (n,) = _LEN.unpack_from(frame, 0)
-            raw = bytes(frame[_LEN.size : _LEN.size + n])
+            view = memoryview(frame)
+            raw = bytes(view[_LEN.size : _LEN.size + n])
             header = json.loads(raw)
-            signature = bytes(frame[_LEN.size + n : _LEN.size + n + SIGNATURE_BYTES])
-            body = bytes(frame[_LEN.size + n + SIGNATURE_BYTES :])
+            signature = bytes(view[_LEN.size + n : _LEN.size + n + SIGNATURE_BYTES])
+            body = view[_LEN.size + n + SIGNATURE_BYTES :]  # no copy: a 100 MB update is held once
             version, sender = header["v"], str(header["sender"])
             kind, round_, seq = str(header["kind"]), int(header["round"]), int(header["seq"])
         except (struct.error, ValueError, KeyError, TypeError) as err:

@@ -73,7 +73,7 @@ def read_update(body: bytes, dim: int) -> UpdateBatch:
             party_ids=np.array([int(fields["party"])], dtype=np.int64),
             round=np.array([int(fields["round"])], dtype=np.int64),
             base_version=np.array([int(fields["base_version"])], dtype=np.int64),
-            deltas=delta[None, :].copy(),
+            deltas=_owned(delta)[None, :],
             weights=np.array([float(fields["weight"])], dtype=np.float64),
             steps=np.array([int(fields["steps"])], dtype=np.int64),
             metrics={
@@ -157,6 +157,11 @@ def read_counts(body: bytes, num_classes: int) -> EvalCounts:
     if loss is None or loss.shape != (1,):
         raise WireError("counts body must hold loss_sum [1]")
     return EvalCounts(hits.astype(np.float64), support.astype(np.int64), float(loss[0]))
+
+
+def _owned(a: np.ndarray) -> np.ndarray:
+    """``a`` itself when writable (a view of the received frame's buffer), else a copy."""
+    return a if a.flags.writeable else a.copy()
 
 
 def _vector(arrays: dict[str, np.ndarray], name: str, dim: int, *, withheld: bool = False) -> np.ndarray:

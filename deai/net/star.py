@@ -39,6 +39,7 @@ GRPC_OPTIONS = [
     ("grpc.keepalive_timeout_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.http2.bdp_probe", 0),
 ]
 _END = object()
 
@@ -61,7 +62,7 @@ class Reassembler:
         self._have = 0
         self._skip: int | None = None
 
-    def add(self, chunk: bytes) -> bytes | None:
+    def add(self, chunk: bytes) -> bytearray | None:
         """The completed frame, once its last chunk is in; ``Refused`` for an oversized or broken one."""
         if len(chunk) < _CHUNK.size:
             raise Refused("malformed", f"a chunk of {len(chunk)} bytes has no chunk header")
@@ -87,7 +88,7 @@ class Reassembler:
         if end < len(self._buf):
             return None
         frame, self._buf = self._buf, None
-        return bytes(frame)
+        return frame  # the buffer itself: the update's rows are read from it without a copy
 
 
 class _Outbox:
@@ -234,6 +235,7 @@ class StarHub:
                              party=party, sender=env.sender)  # fmt: skip
                     continue
                 self.inbox.put((party, env))
+                frame = env = None  # the inbox holds the only reference: freed once consumed
         except grpc.RpcError:
             pass
         finally:
@@ -345,6 +347,7 @@ class StarLink:
                              sender=env.sender)  # fmt: skip
                     continue
                 self._inbox.put(env)
+                frame = env = None  # the inbox holds the only reference
         except grpc.RpcError as err:
             code = err.code() if hasattr(err, "code") else None
             if code != grpc.StatusCode.CANCELLED:
