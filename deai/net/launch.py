@@ -94,10 +94,10 @@ class LocalFederation:
         return self.out / "nodes" / name
 
     # -- processes --------------------------------------------------------------------------
-    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, argv: list[str], wrap: tuple[str, ...] = ()) -> subprocess.Popen:
         state = self.state_dir(name)
         state.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "deai.cli", "node", *argv, "--task", str(self.task_path),
+        cmd = [*wrap, sys.executable, "-m", "deai.cli", "node", *argv, "--task", str(self.task_path),
                "--roster", str(self.roster), "--state", str(state)]  # fmt: skip
         if self.status:
             cmd += ["--status", "127.0.0.1:0"]
@@ -129,12 +129,17 @@ class LocalFederation:
             time.sleep(0.05)
         raise TimeoutError(f"the aggregator did not listen within {timeout:g} s")
 
-    def start_party(self, p: int, *extra: str) -> subprocess.Popen:
+    def start_party(
+        self, p: int, *extra: str, connect: str | None = None, wrap: tuple[str, ...] = ()
+    ) -> subprocess.Popen:
+        """Party ``p``'s process, dialing the aggregator's first address (or ``connect``); ``wrap``
+        prefixes the command (e.g. ``ip netns exec NS`` to run it in a network namespace)."""
         name = self.party_name(p)
+        address = connect or self.address.split(",")[0]
         return self._spawn(name, [
-            "--role", "party", "--data", str(self.split / name), "--connect", self.address,
+            "--role", "party", "--data", str(self.split / name), "--connect", address,
             "--key", str(self.out / "keys" / f"{name}.key"), *extra,
-        ])  # fmt: skip
+        ], wrap)  # fmt: skip
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs.get(name)

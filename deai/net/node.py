@@ -117,9 +117,10 @@ def _aggregator(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
         raise ConfigError(str(err)) from None
     except (OSError, RuntimeError) as err:
         raise ConfigError(f"--listen {args.listen}: cannot listen there ({err})") from None
-    host = args.listen.rpartition(":")[0]
-    atomic_write(args.state / ADDRESS_FILE, f"{host}:{hub.port}\n")
-    log("listening", address=f"{host}:{hub.port}", task=tid, parties=index.num_parties)
+    hosts = [a.strip().rpartition(":")[0] for a in args.listen.split(",")]
+    addresses = ",".join(f"{h}:{hub.port}" for h in hosts)
+    atomic_write(args.state / ADDRESS_FILE, addresses + "\n")
+    log("listening", address=addresses, task=tid, parties=index.num_parties)
     model = build_model(cfg, index)
     transport = StarTransport(
         hub,

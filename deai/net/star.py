@@ -157,12 +157,19 @@ class StarHub:
             SERVICE, {METHOD: grpc.stream_stream_rpc_method_handler(self._session)}
         )
         self._server.add_generic_rpc_handlers((handler,))
-        if credentials is None:
-            self.port = self._server.add_insecure_port(listen)
-        else:
-            self.port = self._server.add_secure_port(listen, credentials)
-        if self.port == 0:
-            raise OSError(f"cannot listen on {listen}")
+        # several comma-separated HOST:PORT (a dual-homed aggregator); they share the first one's port
+        self.port = 0
+        for address in listen.split(","):
+            host, _, port = address.strip().rpartition(":")
+            where = f"{host}:{self.port or port}"
+            bound = (
+                self._server.add_insecure_port(where)
+                if credentials is None
+                else self._server.add_secure_port(where, credentials)
+            )
+            if bound == 0:
+                raise OSError(f"cannot listen on {where}")
+            self.port = self.port or bound
         self._server.start()
 
     # -- sending ---------------------------------------------------------------------------
