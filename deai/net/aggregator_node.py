@@ -35,8 +35,6 @@ def network_limits(cfg: ExperimentConfig) -> list[str]:
             "party is a node that runs other code. Set attack.kind = 'none'"
         )
     part = cfg.participation
-    if part.async_buffer is not None:
-        out.append("participation.async_buffer: FedBuff runs in the simulator only so far; remove it")
     if part.deadline is not None or part.dropout_rate > 0:
         out.append(
             "participation.deadline / dropout_rate are simulated clocks; on a network real nodes are slow "

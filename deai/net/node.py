@@ -129,6 +129,7 @@ def _aggregator(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
         log,
         round_timeout_s=cfg.network.round_timeout_s,
         min_round_s=cfg.network.min_round_s,
+        asynchronous=cfg.participation.async_buffer is not None,
     )
 
     def snapshot() -> dict[str, Any]:

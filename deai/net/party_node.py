@@ -50,15 +50,23 @@ from deai.train import LocalSpec
 STATE_FILE = "party_state.npz"
 
 
-def parse_fault(spec: str | None) -> tuple[str, int] | None:
+def parse_fault(spec: str | None) -> tuple[str, float] | None:
     """``crash-after:KIND:ROUND`` -> (KIND, ROUND): the message kind answered (``train``, or a SecAgg+
-    phase such as ``relayed_shares``, answered with the masked input) after which the node dies."""
+    phase such as ``relayed_shares``, answered with the masked input) after which the node dies;
+    ``slow:SECONDS`` -> ("slow", SECONDS): a straggler that takes that much longer for every round."""
     if spec is None:
         return None
     parts = spec.split(":")
-    if len(parts) != 3 or parts[0] != "crash-after" or not parts[2].isdigit():
-        raise ValueError(f"--fault {spec!r}: give crash-after:KIND:ROUND, e.g. crash-after:train:3")
-    return parts[1], int(parts[2])
+    if len(parts) == 2 and parts[0] == "slow":
+        try:
+            return "slow", float(parts[1])
+        except ValueError:
+            pass
+    if len(parts) == 3 and parts[0] == "crash-after" and parts[2].isdigit():
+        return parts[1], int(parts[2])
+    raise ValueError(
+        f"--fault {spec!r}: give crash-after:KIND:ROUND (e.g. crash-after:train:3) or slow:SECONDS"
+    )
 
 
 class PartyNode:
@@ -209,6 +217,8 @@ class PartyNode:
             self._answer(link, task.round, model, DECLINED, encode({"reason": "privacy_budget"}))
             self.log("declined", round=task.round, reason="own privacy budget")
             return
+        if self.fault is not None and self.fault[0] == "slow":
+            time.sleep(self.fault[1])  # fault injection: a straggler
         with np.errstate(over="ignore", invalid="ignore"):
             batch = self.party.train(task, me)
         if task.withhold:

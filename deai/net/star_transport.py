@@ -67,11 +67,14 @@ class StarTransport:
         round_timeout_s: float,
         phase_timeout_s: float | None = None,
         min_round_s: float = 0.0,
+        asynchronous: bool = False,
     ) -> None:
         self.hub, self.dim, self.num_classes, self.log = hub, dim, num_classes, log
         self.deadline = AdaptiveDeadline(round_timeout_s)
         self.phase_timeout_s = phase_timeout_s or round_timeout_s
         self.min_round_s = min_round_s
+        self.asynchronous = asynchronous
+        self._in_flight: dict[int, int] = {}  # FedBuff: party -> the round it was asked in, not yet back
         self._task: TrainTask | None = None
         self._waiting: set[int] = set()
         self._failures: list[Failure] = []
@@ -86,11 +89,17 @@ class StarTransport:
         self._waiting = set()
         for p in task.party_ids.tolist():
             (self._waiting.add if self.hub.send(p, TRAIN, task.round, body) else unreachable.append)(p)
+        if self.asynchronous:  # work stays in flight across releases
+            self._in_flight.update({p: task.round for p in self._waiting})
+            self._waiting = set()
         self._failures = [Failure(np.array(unreachable, dtype=np.int64), "dropout")] if unreachable else []
         if unreachable:
             self.log("unreachable", round=task.round, parties=unreachable)
 
     def collect(self) -> Iterator[UpdateBatch | Failure]:
+        if self.asynchronous:
+            yield from self._collect_async()
+            return
         task = self._task
         yield from self._failures
         rows: dict[int, UpdateBatch] = {}
@@ -150,6 +159,41 @@ class StarTransport:
             time.sleep(pause)
         if rows:
             yield UpdateBatch.concat([rows[p] for p in sorted(rows)])
+
+    def _collect_async(self) -> Iterator[UpdateBatch | Failure]:
+        """FedBuff over the wire: each update as it arrives, whatever round it answers; the server stops
+        reading once it has its K. Ends early only when nothing is in flight or the round times out."""
+        yield from self._failures
+        end = time.monotonic() + self.deadline.cap_s
+        while self._in_flight and time.monotonic() < end:
+            item = self._next(end - time.monotonic())
+            if item is None:
+                continue
+            party, env = item
+            asked = self._in_flight.get(party)
+            if env is None:
+                if asked is not None:
+                    del self._in_flight[party]
+                    yield Failure(np.array([party], dtype=np.int64), "dropout")
+                continue
+            if asked is None or env.round != asked or env.kind not in (UPDATE, DECLINED):
+                self.log("stray", party=party, kind=env.kind, round=env.round)
+                continue
+            del self._in_flight[party]
+            if env.kind == DECLINED:
+                yield Failure(np.array([party], dtype=np.int64), REFUSED)
+                continue
+            try:
+                batch = read_update(env.body, self.dim)
+            except WireError as err:
+                self.log("refused", reason="bad_update", party=party, detail=str(err))
+                yield Failure(np.array([party], dtype=np.int64), "dropout")
+                continue
+            if int(batch.party_ids[0]) != party or int(batch.round[0]) != asked:
+                self.log("refused", reason="mislabelled_update", party=party)
+                yield Failure(np.array([party], dtype=np.int64), "dropout")
+                continue
+            yield batch
 
     def exchange(self, kind: str, messages: Mapping[int, bytes]) -> dict[int, bytes]:
         """One phase of a private sum as a message round; parties that do not answer in time drop out."""

@@ -234,6 +234,8 @@ class RunLedger:
         }
         if "epsilon" in record.metrics:
             body["epsilon"] = record.metrics["epsilon"]
+        if "staleness_counts" in record.metrics:  # FedBuff: how many updates were how many versions old
+            body["staleness_counts"] = record.metrics["staleness_counts"]
         return body
 
     def __call__(self, record: RoundRecord) -> None:

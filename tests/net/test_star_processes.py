@@ -227,3 +227,32 @@ def test_mutual_tls_admits_the_task_cas_nodes_and_shuts_out_a_foreign_certificat
         lines = metrics(fed)
     assert joined == set(range(9))
     assert all(m["dropped"] == 1 and m["participants"] == 9 for m in lines)
+
+
+def test_fedbuff_over_the_wire_does_not_hold_fast_parties_back_and_ledgers_staleness(tmp_path):
+    from deai.verify.ledger import read_entries
+
+    gaps = {}
+    for mode, sections in {
+        "sync": {},
+        "fedbuff": {"participation": {"async_buffer": 5, "concurrency": 10}},
+    }.items():
+        cfg = task(rounds=8, run={"eval_every": 8}, **sections)
+        with LocalFederation(cfg, tmp_path / mode) as fed:
+            fed.prepare()
+            fed.start_aggregator()
+            for p in range(10):
+                fed.start_party(p, *(["--fault", "slow:1.0"] if p >= 7 else []))
+            assert fed.wait_aggregator(240) == 0, fed.stderr("aggregator")
+            times = [e["t"] for e in fed.events("aggregator") if e["event"] == "round"]
+            lines = metrics(fed)
+        gaps[mode] = float(np.median(np.diff(times)))
+        assert len(lines) == 8
+    assert gaps["fedbuff"] < gaps["sync"] / 2, gaps  # sync waits for the three slow parties every round
+    assert max(m["staleness_max"] for m in lines) >= 1
+    results = [
+        e
+        for e in read_entries(tmp_path / "fedbuff/nodes/aggregator/run/ledger.db")
+        if e["kind"] == "round_result"
+    ]
+    assert len(results) == 8 and all("staleness_counts" in e["body"] for e in results)
