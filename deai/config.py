@@ -332,7 +332,18 @@ class CompressionSection(_Strict):
 class NetworkSection(_Strict):
     """How nodes run this task over a network (`deai node`, `deai launch`); the simulator ignores it."""
 
-    topology: Literal["star"] = Field("star", description="star: parties dial one aggregator over gRPC")
+    topology: Literal["star", "hierarchical"] = Field(
+        "star",
+        description="star: parties dial one aggregator over gRPC; hierarchical: parties dial edge "
+        "aggregators, which aggregate their group and dial the top",
+    )
+    edges: int = Field(
+        2, ge=1, description="hierarchical: edge aggregators (parties split in contiguous blocks)"
+    )
+    edge_aggregator: str = Field(
+        "mean", description="hierarchical: the rule each edge applies to its parties"
+    )
+    edge_aggregator_options: dict[str, Any] = Field(default_factory=dict)
     round_timeout_s: float = Field(
         300.0, gt=0, description="longest wait for a round's answers; the deadline adapts below it"
     )

@@ -55,6 +55,22 @@ def network_limits(cfg: ExperimentConfig) -> list[str]:
         )
     if cfg.valuation.method != "none" or cfg.incentives.reward_per_round > 0:
         out.append("valuation and incentives run in the simulator only so far; set valuation.method = 'none'")
+    net = cfg.network
+    if net.topology == "hierarchical":
+        if net.edges > cfg.data.num_parties:
+            out.append(
+                f"network.edges = {net.edges} is more than the {cfg.data.num_parties} parties; lower it"
+            )
+        if cfg.privacy.mode != "none" or cfg.strategy.aggregator in ("secagg", "he_ckks"):
+            out.append(
+                "network.topology 'hierarchical': DP and a private sum at the top are not wired through "
+                "edges yet; set network.edge_aggregator = 'secagg' to hide each party's update from its edge"
+            )
+        if cfg.strategy.algorithm in ("scaffold", "fednova") or part.async_buffer is not None:
+            out.append(
+                "network.topology 'hierarchical' forwards one averaged delta per edge: scaffold, fednova "
+                "and FedBuff need each party's own state upstream; use fedavg, fedprox or a fedopt server"
+            )
     if cfg.data.effective_holdout > 0:
         out.append(
             "data.holdout_fraction: a network run is scored by federated evaluation on the parties' own "

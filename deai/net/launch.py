@@ -32,6 +32,8 @@ class LocalFederation:
         self.procs: dict[str, subprocess.Popen] = {}
         self.address: str | None = None
         self.n = cfg.data.num_parties
+        self.edges: list | None = None
+        self.edge_address: dict[int, str] = {}
 
     # -- files ------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -65,12 +67,25 @@ class LocalFederation:
             ident = Identity.generate("party")
             ident.save(keys / f"{party_dir_name(p, self.n)}.key")
             parties.append(ident.public_key)
-        Roster(agg.public_key, parties, [str(x) for x in fed.party_names]).save(self.roster)
+        edges = None
+        if self.cfg.network.topology == "hierarchical":  # contiguous blocks of parties under each edge
+            import numpy as np
+
+            from deai.net.roster import Edge
+
+            edges = []
+            for e, block in enumerate(np.array_split(np.arange(self.n), self.cfg.network.edges)):
+                ident = Identity.generate("aggregator")
+                ident.save(keys / f"edge-{e}.key")
+                edges.append(Edge(ident.public_key, [int(p) for p in block]))
+        Roster(agg.public_key, parties, [str(x) for x in fed.party_names], edges).save(self.roster)
+        self.edges = edges
         if self.tls:  # a task CA and one certificate per node
             from deai.net.tls import issue, make_ca
 
             make_ca(out / "tls" / "ca")
-            for name in ["aggregator", *(self.party_name(p) for p in range(self.n))]:
+            edge_names = [f"edge-{e}" for e in range(len(self.edges or []))]
+            for name in ["aggregator", *edge_names, *(self.party_name(p) for p in range(self.n))]:
                 issue(out / "tls" / "ca", name, out / "tls" / name)
 
     @property
@@ -129,17 +144,40 @@ class LocalFederation:
             time.sleep(0.05)
         raise TimeoutError(f"the aggregator did not listen within {timeout:g} s")
 
+    def start_edges(self, timeout: float = 60.0) -> None:
+        """Start every edge aggregator (hierarchical), each dialing the top; wait until each listens."""
+        for e in range(len(self.edges or [])):
+            name = f"edge-{e}"
+            state = self.state_dir(name)
+            (state / ADDRESS_FILE).unlink(missing_ok=True)
+            proc = self._spawn(name, [
+                "--role", "edge", "--data", str(self.split), "--listen", "127.0.0.1:0",
+                "--connect", self.address.split(",")[0], "--key", str(self.out / "keys" / f"{name}.key"),
+            ])  # fmt: skip
+            end = time.monotonic() + timeout
+            while not (state / ADDRESS_FILE).is_file():
+                if proc.poll() is not None or time.monotonic() > end:
+                    raise RuntimeError(f"edge {e} did not start: {self.stderr(name)}")
+                time.sleep(0.05)
+            self.edge_address[e] = (state / ADDRESS_FILE).read_text().strip()
+
     def start_party(
         self, p: int, *extra: str, connect: str | None = None, wrap: tuple[str, ...] = ()
     ) -> subprocess.Popen:
         """Party ``p``'s process, dialing the aggregator's first address (or ``connect``); ``wrap``
         prefixes the command (e.g. ``ip netns exec NS`` to run it in a network namespace)."""
         name = self.party_name(p)
-        address = connect or self.address.split(",")[0]
+        address = connect or self._parent_address(p)
         return self._spawn(name, [
             "--role", "party", "--data", str(self.split / name), "--connect", address,
             "--key", str(self.out / "keys" / f"{name}.key"), *extra,
         ], wrap)  # fmt: skip
+
+    def _parent_address(self, p: int) -> str:
+        for e, edge in enumerate(self.edges or []):
+            if p in edge.children:
+                return self.edge_address[e]
+        return self.address.split(",")[0]
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs.get(name)
@@ -190,6 +228,7 @@ def launch(
     with LocalFederation(cfg, out, status=status, tls=tls) as fed:
         fed.prepare()
         fed.start_aggregator()
+        fed.start_edges()
         for p in range(fed.n):
             fed.start_party(p)
         try:

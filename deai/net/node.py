@@ -64,9 +64,9 @@ def run_node(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
         return _aggregator(args, cfg)
     if args.role == "party":
         return _party(args, cfg)
-    raise ConfigError(
-        f"--role {args.role!r}: this release runs 'party' and 'aggregator' nodes (star topology)"
-    )
+    if args.role == "edge":
+        return _edge(args, cfg)
+    raise ConfigError(f"--role {args.role!r}: give party, aggregator or edge")
 
 
 def _aggregator(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
@@ -95,6 +95,8 @@ def _aggregator(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
         raise ConfigError(
             f"--key {args.key} is not the aggregator key the roster names ({roster.aggregator_id})"
         )
+    if cfg.network.topology == "hierarchical":
+        index = _top_index(index, roster)  # the top's children are the edges
     max_bytes = int(cfg.network.max_message_mb * 2**20)
     gate = Gate(tid, identity.id, roster.keys(), max_bytes)
     status: dict[str, Any] = {"role": "aggregator", "round": 0}
@@ -108,7 +110,7 @@ def _aggregator(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
             args.listen,
             gate,
             Sealer(identity, tid),
-            roster.party_index(),
+            roster.children_of_top(),
             log,
             status=status,
             credentials=creds,
@@ -190,7 +192,8 @@ def _party(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
         budget=party_budget(cfg, dp),
     )
     max_bytes = int(cfg.network.max_message_mb * 2**20)
-    keys = {roster.aggregator_id: roster.aggregator}
+    parent_id, parent_key = roster.parent_of(index)  # the top, or this party's edge
+    keys = {parent_id: parent_key}
 
     gate = Gate(tid, identity.id, keys, max_bytes)  # one gate across redials: replays stay refused
     creds = None
@@ -203,9 +206,7 @@ def _party(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
             raise ConfigError(str(err)) from None
 
     def connect() -> StarLink:
-        return StarLink(
-            args.connect, gate, Sealer(identity, tid), roster.aggregator_id, log, credentials=creds
-        )
+        return StarLink(args.connect, gate, Sealer(identity, tid), parent_id, log, credentials=creds)
 
     ring = None if dp is None else dp.ring_noise
     try:
@@ -224,6 +225,91 @@ def _party(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
         party.close()
         if server is not None:
             server.close()
+        log("exit")
+        log.close()
+    return node.snapshot() | {"exit": code}
+
+
+def _top_index(index: Any, roster: Roster) -> Any:
+    """The federation as the top of a tree sees it: one member per edge, holding its parties' examples."""
+    import dataclasses
+
+    import numpy as np
+
+    if not roster.edges:
+        raise ConfigError(
+            "network.topology = 'hierarchical' needs a roster with edges (deai launch writes one)"
+        )
+    sizes = np.array([int(index.train_sizes[e.children].sum()) for e in roster.edges], dtype=np.int64)
+    names = [f"edge-{i}" for i in range(len(roster.edges))]
+    return dataclasses.replace(index, num_parties=len(roster.edges), party_names=names, train_sizes=sizes)
+
+
+def _edge(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
+    """An edge aggregator: waits for its own parties, then serves the top as one of its members."""
+    from deai.aggregate import make_aggregator
+    from deai.data.party_dirs import load_federation_index
+    from deai.engine.api import build_model
+    from deai.engine.assembly import task_strategy
+    from deai.net.edge_node import EdgeProgram
+    from deai.net.party_node import PartyNode
+    from deai.net.star import StarHub, StarLink
+    from deai.net.star_transport import StarTransport
+    from deai.verify.identity import key_id
+
+    net = cfg.network
+    if net.topology != "hierarchical":
+        raise ConfigError("--role edge needs network.topology = 'hierarchical'")
+    if not args.listen or not args.connect:
+        raise ConfigError("an edge needs --listen (its parties dial it) and --connect (the top's address)")
+    try:
+        index = load_federation_index(args.data)
+    except ValueError as err:
+        raise ConfigError(f"--data: {err}") from None
+    identity, roster, tid, log = _common(args, cfg)
+    mine = [i for i, e in enumerate(roster.edges or []) if e.public_key == identity.public_key]
+    if not mine:
+        raise ConfigError(f"--key {args.key} is not an edge key in the roster")
+    e = mine[0]
+    children = roster.edges[e].children
+    max_bytes = int(net.max_message_mb * 2**20)
+    below = {key_id(roster.parties[c]): c for c in children}
+    gate = Gate(tid, identity.id, {k: roster.parties[c] for k, c in below.items()}, max_bytes)
+    try:
+        hub = StarHub(args.listen, gate, Sealer(identity, tid), below, log)
+    except (OSError, RuntimeError) as err:
+        raise ConfigError(f"--listen {args.listen}: cannot listen there ({err})") from None
+    host = args.listen.split(",")[0].rpartition(":")[0]
+    atomic_write(args.state / ADDRESS_FILE, f"{host}:{hub.port}\n")
+    log("listening", address=f"{host}:{hub.port}", edge=e, parties=len(children))
+    model = build_model(cfg, index)
+    transport = StarTransport(
+        hub, model.layout.dim, index.num_classes, log, round_timeout_s=net.round_timeout_s
+    )
+    try:
+        rule = make_aggregator(
+            net.edge_aggregator,
+            net.edge_aggregator_options,
+            num_parties=len(children),
+            f_max=cfg.strategy.f_max,
+        )
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"network.edge_aggregator: {err}") from None
+    have = hub.wait_for(len(children), net.join_timeout_s)
+    log("group", joined=have, of=len(children))
+    strategy, _ = task_strategy(cfg, cfg.data.num_parties)
+    program = EdgeProgram(e, children, model, rule, transport, cfg, log)
+    up_gate = Gate(tid, identity.id, {roster.aggregator_id: roster.aggregator}, max_bytes)
+
+    def connect() -> StarLink:
+        return StarLink(args.connect, up_gate, Sealer(identity, tid), roster.aggregator_id, log)
+
+    node = PartyNode(cfg, program, strategy.local, connect, args.state, log)
+    node.status["role"] = "edge"
+    try:
+        code = node.run()
+    finally:
+        program.close()
         log("exit")
         log.close()
     return node.snapshot() | {"exit": code}

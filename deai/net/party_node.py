@@ -219,8 +219,15 @@ class PartyNode:
             return
         if self.fault is not None and self.fault[0] == "slow":
             time.sleep(self.fault[1])  # fault injection: a straggler
-        with np.errstate(over="ignore", invalid="ignore"):
-            batch = self.party.train(task, me)
+        from deai.net.edge_node import NoUpdate
+
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                batch = self.party.train(task, me)
+        except NoUpdate as why:  # an edge whose parties all failed: say so, as a party over budget does
+            self._answer(link, task.round, model, DECLINED, encode({"reason": "no_update"}))
+            self.log("declined", round=task.round, reason=str(why))
+            return
         if task.withhold:
             self.withheld.clear()
             batch, unusable = self.withheld.hold(batch)

@@ -28,10 +28,23 @@ def task_id(cfg: ExperimentConfig) -> str:
 
 
 @dataclass(frozen=True)
+class Edge:
+    """An edge aggregator of a two-level tree: its key and the parties (global indices) below it."""
+
+    public_key: bytes
+    children: list[int]
+
+    @property
+    def id(self) -> str:
+        return key_id(self.public_key)
+
+
+@dataclass(frozen=True)
 class Roster:
     aggregator: bytes  # raw public key
     parties: list[bytes]  # raw public key of party i
     names: list[str]
+    edges: list[Edge] | None = None  # hierarchical: the top aggregator's children, each over parties
 
     @property
     def aggregator_id(self) -> str:
@@ -45,9 +58,23 @@ class Roster:
         """Key id -> dense party index."""
         return {k: i for i, k in enumerate(self.party_ids)}
 
+    def children_of_top(self) -> dict[str, int]:
+        """Who dials the top aggregator: the parties, or in a tree the edges (key id -> index)."""
+        if self.edges is None:
+            return self.party_index()
+        return {e.id: i for i, e in enumerate(self.edges)}
+
+    def parent_of(self, party: int) -> tuple[str, bytes]:
+        """The key id and key a party's frames go to and come from: the top, or its edge."""
+        for e in self.edges or []:
+            if party in e.children:
+                return e.id, e.public_key
+        return self.aggregator_id, self.aggregator
+
     def keys(self) -> dict[str, bytes]:
         """Every key id this roster lets speak, with its public key."""
         out = {key_id(k): k for k in self.parties}
+        out |= {e.id: e.public_key for e in self.edges or []}
         out[self.aggregator_id] = self.aggregator
         return out
 
@@ -60,6 +87,11 @@ class Roster:
                 for i, (k, n) in enumerate(zip(self.parties, self.names, strict=True))
             ],
         }
+        if self.edges is not None:
+            doc["edges"] = [
+                {"index": i, "id": e.id, "public_key": e.public_key.hex(), "children": e.children}
+                for i, e in enumerate(self.edges)
+            ]
         atomic_write(Path(path), jsonio.dumps(doc, indent=1))
 
     @classmethod
@@ -78,14 +110,24 @@ class Roster:
             names = [str(e.get("name", e["index"])) for e in entries]
             if [e["index"] for e in entries] != list(range(len(entries))):
                 raise ValueError("party indices must be 0..N-1, each once")
+            edges = None
+            if "edges" in doc:
+                edges = [
+                    Edge(bytes.fromhex(e["public_key"]), [int(c) for c in e["children"]])
+                    for e in sorted(doc["edges"], key=lambda e: e["index"])
+                ]
+                covered = sorted(c for e in edges for c in e.children)
+                if covered != list(range(len(parties))):
+                    raise ValueError("the edges' children must cover every party exactly once")
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"roster {path} is not a deai roster ({err})") from None
-        if any(len(k) != 32 for k in [agg, *parties]):
+        if any(len(k) != 32 for k in [agg, *parties, *(e.public_key for e in edges or [])]):
             raise ValueError(f"roster {path}: every public key must be 32 raw Ed25519 bytes in hex")
-        if len({*map(bytes, parties), agg}) != len(parties) + 1:
+        all_keys = [agg, *parties, *(e.public_key for e in edges or [])]
+        if len(set(all_keys)) != len(all_keys):
             raise ValueError(f"roster {path}: a key appears twice")
         if num_parties is not None and len(parties) != num_parties:
             raise ValueError(
                 f"roster {path} lists {len(parties)} parties; the task (data.num_parties) has {num_parties}"
             )
-        return cls(agg, parties, names)
+        return cls(agg, parties, names, edges)

@@ -256,3 +256,32 @@ def test_fedbuff_over_the_wire_does_not_hold_fast_parties_back_and_ledgers_stale
         if e["kind"] == "round_result"
     ]
     assert len(results) == 8 and all("staleness_counts" in e["body"] for e in results)
+
+
+@pytest.mark.parametrize("edge_rule", ["mean", "secagg"])
+def test_a_two_level_tree_of_edge_aggregators_matches_the_flat_star(tmp_path, edge_rule):
+    """Parties dial edges, edges dial the top; the mean of the edges' weighted means is the flat weighted
+    mean, so the model is the simulator's up to float rounding; with secagg no edge sees an update."""
+    from deai.params import load_params
+
+    options = {"clip": 1.0} if edge_rule == "secagg" else {}
+    cfg = task(
+        rounds=4,
+        network={
+            "topology": "hierarchical",
+            "edges": 3,
+            "edge_aggregator": edge_rule,
+            "edge_aggregator_options": options,
+        },
+    )
+    summary = launch(cfg, tmp_path / "fed", timeout=240)
+    tree, _, _ = load_params(tmp_path / "fed" / "nodes" / "aggregator" / "run" / "final.npz")
+    flat = deai.run(cfg, write=False)
+    tol = 2e-3 if edge_rule == "secagg" else 1e-5  # SecAgg's fixed-point encoding, per round
+    np.testing.assert_allclose(tree, flat.params, atol=tol)
+    assert abs(summary["final_accuracy"] - flat.final_accuracy) < 0.01
+    fed = LocalFederation(cfg, tmp_path / "fed")
+    groups = [e for i in range(3) for e in fed.events(f"edge-{i}") if e["event"] == "group"]
+    assert sorted(g["of"] for g in groups) == [3, 3, 4] and all(g["joined"] == g["of"] for g in groups)
+    joined = {e["party"] for e in fed.events("aggregator") if e["event"] == "joined"}
+    assert joined == {0, 1, 2}  # the top only ever talks to the three edges
