@@ -332,10 +332,24 @@ class CompressionSection(_Strict):
 class NetworkSection(_Strict):
     """How nodes run this task over a network (`deai node`, `deai launch`); the simulator ignores it."""
 
-    topology: Literal["star", "hierarchical"] = Field(
+    topology: Literal["star", "hierarchical", "p2p"] = Field(
         "star",
         description="star: parties dial one aggregator over gRPC; hierarchical: parties dial edge "
-        "aggregators, which aggregate their group and dial the top",
+        "aggregators, which aggregate their group and dial the top; p2p: peers gossip over hivemind, "
+        "with no coordinator",
+    )
+    gossip_rule: Literal["gossip", "clipped_gossip", "trimmed_mean"] = Field(
+        "gossip", description="p2p: how a peer mixes its neighbours' models (clipped_gossip is robust)"
+    )
+    gossip_graph: Literal["ring_matching", "complete"] = Field(
+        "ring_matching",
+        description="p2p: a ring plus a random matching each round (2-3 neighbours), or every peer",
+    )
+    gossip_weighting: Literal["examples", "uniform"] = Field(
+        "examples", description="p2p: weight peers by their example counts (FedAvg's mean) or equally"
+    )
+    consensus_rounds: int = Field(
+        5, ge=0, description="p2p: gossip rounds without local training after run.rounds, so peers agree"
     )
     edges: int = Field(
         2, ge=1, description="hierarchical: edge aggregators (parties split in contiguous blocks)"

@@ -71,6 +71,18 @@ def network_limits(cfg: ExperimentConfig) -> list[str]:
                 "network.topology 'hierarchical' forwards one averaged delta per edge: scaffold, fednova "
                 "and FedBuff need each party's own state upstream; use fedavg, fedprox or a fedopt server"
             )
+    if net.topology == "p2p":
+        if cfg.privacy.mode != "none" or cfg.strategy.aggregator is not None:
+            out.append(
+                "network.topology 'p2p': each peer mixes with network.gossip_rule; strategy.aggregator and "
+                "user-level DP need a server. Remove them"
+            )
+        if cfg.strategy.algorithm not in ("fedavg", "fedprox") or part.async_buffer is not None:
+            out.append("network.topology 'p2p' runs fedavg or fedprox local training (no server optimizer)")
+        if part.fraction is not None or part.count is not None:
+            out.append(
+                "network.topology 'p2p': every live peer trains every round; remove participation sampling"
+            )
     if cfg.data.effective_holdout > 0:
         out.append(
             "data.holdout_fraction: a network run is scored by federated evaluation on the parties' own "

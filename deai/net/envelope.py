@@ -5,9 +5,11 @@ the protocol version, the task, the message kind and round, sender and recipient
 sequence number and the body's SHA-256 and length; the sender signs the header, so the signature covers
 the body through its digest. A :class:`Gate` refuses, with a named reason, a frame that is oversized,
 malformed, of another protocol version or task, addressed to someone else, from an unknown key, badly
-signed, whose body does not match its digest, or whose sequence number is not above the last one
-accepted from that sender (a replay). Sequence numbers are the sender's clock in nanoseconds, made
-strictly increasing, so a sender restarted from the same key still counts upward.
+signed, whose body does not match its digest, or whose sequence number it has already accepted from that
+sender or that lies more than ``REPLAY_WINDOW_NS`` below the newest one accepted (a replay). Sequence
+numbers are the sender's clock in nanoseconds, made strictly increasing, so a sender restarted from the
+same key still counts upward; the window (rather than "strictly above the last") lets frames a sender
+sealed concurrently arrive out of order over separate streams.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from deai.jsonio import canonical
 from deai.verify.identity import Identity, verify_signature
 
 PROTOCOL_VERSION = 1
+REPLAY_WINDOW_NS = 60 * 10**9
 _TAG = b"deai-envelope-v1\x00"
 _LEN = struct.Struct(">I")
 SIGNATURE_BYTES = 64
@@ -96,7 +99,8 @@ class Gate:
     def __init__(self, task_id: str, me: str, peers: dict[str, bytes], max_bytes: int) -> None:
         self.task_id, self.me, self.max_bytes = task_id, me, max_bytes
         self.peers = dict(peers)  # key id -> raw Ed25519 public key
-        self._last_seq: dict[str, int] = {}
+        self._newest: dict[str, int] = {}
+        self._seen: dict[str, set[int]] = {}  # each sender's accepted sequence numbers in the window
         self._lock = threading.Lock()
 
     def open(self, frame: bytes | bytearray) -> Envelope:
@@ -137,8 +141,15 @@ class Gate:
         ):
             raise Refused(BAD_DIGEST, "the body does not match the digest its sender signed", sender)
         with self._lock:
-            last = self._last_seq.get(sender, 0)
-            if seq <= last:
-                raise Refused(REPLAY, f"sequence {seq} is not above the last accepted ({last})", sender)
-            self._last_seq[sender] = seq
+            newest, seen = self._newest.get(sender, 0), self._seen.setdefault(sender, set())
+            if seq in seen or seq <= newest - REPLAY_WINDOW_NS:
+                raise Refused(
+                    REPLAY, f"sequence {seq} was accepted before or is older than the window", sender
+                )
+            seen.add(seq)
+            if seq > newest:
+                self._newest[sender] = newest = seq
+                floor = newest - REPLAY_WINDOW_NS
+                if len(seen) > 64:
+                    self._seen[sender] = {s for s in seen if s > floor}
         return Envelope(kind, round_, sender, seq, body, header)

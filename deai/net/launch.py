@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from deai.config import ConfigError, ExperimentConfig
 from deai.net.node import ADDRESS_FILE
 from deai.net.roster import Roster
@@ -144,6 +146,36 @@ class LocalFederation:
             time.sleep(0.05)
         raise TimeoutError(f"the aggregator did not listen within {timeout:g} s")
 
+    def start_peers(
+        self, *peers: int, timeout: float = 120.0, extra: dict[int, list[str]] | None = None
+    ) -> None:
+        """Start peers (p2p): the first listed (or the first already running) bootstraps the others."""
+        extra = extra or {}
+        for p in peers or range(self.n):
+            name = self.party_name(p)
+            state = self.state_dir(name)
+            (state / ADDRESS_FILE).unlink(missing_ok=True)
+            argv = ["--role", "peer", "--data", str(self.split / name), "--listen", "127.0.0.1:0",
+                    "--key", str(self.out / "keys" / f"{name}.key"), *extra.get(p, [])]  # fmt: skip
+            if self.address:
+                argv += ["--connect", self.address]
+            proc = self._spawn(name, argv)
+            if not self.address:  # the bootstrap peer: everyone else dials its multiaddress
+                end = time.monotonic() + timeout
+                while not (state / ADDRESS_FILE).is_file():
+                    if proc.poll() is not None or time.monotonic() > end:
+                        raise RuntimeError(f"peer {p} did not start: {self.stderr(name)}")
+                    time.sleep(0.05)
+                self.address = (state / ADDRESS_FILE).read_text().strip().split(",")[0]
+
+    def peer_summaries(self) -> list[dict[str, Any]]:
+        out = []
+        for p in range(self.n):
+            path = self.state_dir(self.party_name(p)) / "run" / "summary.json"
+            if path.is_file():
+                out.append(json.loads(path.read_text()))
+        return out
+
     def start_edges(self, timeout: float = 60.0) -> None:
         """Start every edge aggregator (hierarchical), each dialing the top; wait until each listens."""
         for e in range(len(self.edges or [])):
@@ -227,6 +259,21 @@ def launch(
     """Run ``cfg`` as a local federation under ``out``; the aggregator's run summary."""
     with LocalFederation(cfg, out, status=status, tls=tls) as fed:
         fed.prepare()
+        if cfg.network.topology == "p2p":
+            fed.start_peers()
+            end = time.monotonic() + timeout
+            for p in range(fed.n):
+                proc = fed.procs[fed.party_name(p)]
+                code = proc.wait(max(1.0, end - time.monotonic()))
+                if code != 0:
+                    raise RuntimeError(f"peer {p} exited with {code}: {fed.stderr(fed.party_name(p))}")
+            peers = fed.peer_summaries()
+            accs = [s["accuracy"] for s in peers]
+            return {
+                "topology": "p2p", "rounds": min(s["rounds"] for s in peers), "peers": peers,
+                "final_accuracy": float(np.mean(accs)), "worst_peer_accuracy": float(min(accs)),
+                "model_hash": peers[0]["model_hash"],
+            }  # fmt: skip
         fed.start_aggregator()
         fed.start_edges()
         for p in range(fed.n):

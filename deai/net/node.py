@@ -10,6 +10,7 @@ it with the same state directory to resume), a party saves its state and leaves.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,9 @@ def run_node(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
         return _party(args, cfg)
     if args.role == "edge":
         return _edge(args, cfg)
-    raise ConfigError(f"--role {args.role!r}: give party, aggregator or edge")
+    if args.role == "peer":
+        return _peer(args, cfg)
+    raise ConfigError(f"--role {args.role!r}: give party, aggregator, edge or peer")
 
 
 def _aggregator(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
@@ -313,6 +316,97 @@ def _edge(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
         log("exit")
         log.close()
     return node.snapshot() | {"exit": code}
+
+
+def _peer(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
+    """A coordinatorless peer (network.topology = 'p2p'), gossiping over hivemind."""
+    from deai import jsonio
+    from deai.engine.api import build_model
+    from deai.engine.assembly import task_strategy
+    from deai.engine.driver import drive
+    from deai.engine.rundir import RunDirectory
+    from deai.net.peer_node import GossipServer, GossipTransport, HivemindLink
+    from deai.params import params_hash, save_params
+    from deai.party import PartyProgram, PartyShards
+
+    if cfg.network.topology != "p2p":
+        raise ConfigError("--role peer needs network.topology = 'p2p'")
+    try:
+        import hivemind  # noqa: F401
+    except ImportError:
+        raise ConfigError("--role peer needs hivemind: pip install 'deai[p2p]'") from None
+    try:
+        shards = PartyShards.from_party_dir(args.data)
+    except ValueError as err:
+        raise ConfigError(f"--data: {err}") from None
+    index = int(shards.ids[0])
+    identity, roster, tid, log = _common(args, cfg)
+    if index >= len(roster.parties) or roster.parties[index] != identity.public_key:
+        raise ConfigError(f"--key {args.key} is not party {index}'s key in the roster")
+    attack = None
+    if args.fault:
+        kind, _, scale = args.fault.partition(":")
+        if kind != "sign_flip" or not scale.replace(".", "", 1).isdigit():
+            raise ConfigError(f"--fault {args.fault!r}: a peer takes sign_flip:SCALE (a Byzantine peer)")
+        attack = ("sign_flip", float(scale))
+    strategy, _ = task_strategy(cfg, cfg.data.num_parties)
+    model = build_model(cfg, _Shape(shards))
+    party = PartyProgram(model, shards, strategy.transforms)
+    max_bytes = int(cfg.network.max_message_mb * 2**20)
+    gate = Gate(tid, identity.id, roster.keys(), max_bytes)
+    initial = [a for a in (args.connect or "").split(",") if a]
+    link = HivemindLink(args.listen or "127.0.0.1:0", initial, log)
+    atomic_write(args.state / ADDRESS_FILE, ",".join(link.maddrs) + "\n")
+    log("listening", maddrs=link.maddrs, party=index, task=tid)
+    server = GossipServer(
+        cfg, index, model.init_params(cfg.run.seed), strategy.local, lambda w: party.evaluate(w).scores()
+    )
+    transport = GossipTransport(
+        cfg, server, party, link, gate, Sealer(identity, tid), roster, tid, log, attack=attack
+    )
+    rd = RunDirectory(args.state / "run")
+    resumed = False
+    if rd.config_path.is_file():
+
+        def load(params: Any, arrays: dict[str, Any]) -> None:
+            server.state.round, server.state.params = int(arrays["round"]), params.astype("float32")
+
+        resumed = rd.restore(cfg, {}, model.layout, load) is not None
+        log("resumed", round=server.state.round, checkpoint=resumed)
+    else:
+        rd.create(cfg)
+    want = cfg.network.min_parties or cfg.data.num_parties
+    ahead = 0 if resumed else transport.progress()
+    if ahead > 0:  # a late joiner: start from the live peers' current model, not from scratch
+        fetched = transport.fetch_state()
+        if fetched is not None:
+            server.state.round, server.state.params = fetched
+            log("fetched_state", round=fetched[0], peers_ahead_at=ahead)
+    transport.joined_at = server.state.round + 1
+    have = transport.wait_for_members(1 if ahead else want, cfg.network.join_timeout_s)
+    log("members", have=have, want=want)
+
+    def record(rec: Any) -> None:
+        rd.append_metrics(rec.metrics)
+        rd.checkpoint(rec.round, rec.params, model.layout, {}, cfg, cfg.run.checkpoint_every)
+        log("round", **{k: rec.metrics[k] for k in ("round", "received", "missing") if k in rec.metrics},
+            accuracy=rec.metrics.get("accuracy"))  # fmt: skip
+
+    try:
+        drive(server, transport, cfg.run.rounds + cfg.network.consensus_rounds, [record])
+        params = server.state.params
+        save_params(rd.path / "final.npz", params, model.layout)
+        scores = party.evaluate(params).scores()
+        digest = params_hash(params, model.layout)
+        summary = {"party": index, "rounds": server.state.round, "model_hash": digest, **scores}
+        rd.write_text("summary.json", jsonio.dumps(summary, indent=2))
+        time.sleep(3.0)  # keep answering: slower neighbours may still want this peer's last model
+    finally:
+        link.close()
+        party.close()
+        log("exit")
+        log.close()
+    return summary
 
 
 class _Shape:

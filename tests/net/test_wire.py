@@ -192,3 +192,13 @@ def test_stochastic_int8_is_unbiased_and_error_feedback_loses_nothing():
         assert np.count_nonzero(out) == 1
         sent += out[0]
     np.testing.assert_allclose(sent + state[9], 8 * u[0], rtol=1e-6)  # sent plus still owed = everything
+
+
+def test_frames_sealed_concurrently_may_arrive_out_of_order_but_each_only_once():
+    a, b, gate, sealer = _pair()
+    first, second = sealer.seal("gossip", 1, a.id, b"1"), sealer.seal("state", 1, a.id, b"2")
+    gate.open(second)  # the later frame wins the race over another stream
+    gate.open(first)
+    for frame in (first, second):
+        with pytest.raises(E.Refused, match="replay|accepted before"):
+            gate.open(frame)
