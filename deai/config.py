@@ -338,8 +338,10 @@ class NetworkSection(_Strict):
         "aggregators, which aggregate their group and dial the top; p2p: peers gossip over hivemind, "
         "with no coordinator",
     )
-    gossip_rule: Literal["gossip", "clipped_gossip", "trimmed_mean"] = Field(
-        "gossip", description="p2p: how a peer mixes its neighbours' models (clipped_gossip is robust)"
+    gossip_rule: Literal["gossip", "clipped_gossip", "trimmed_mean", "screened_gossip"] = Field(
+        "gossip",
+        description="p2p: how a peer mixes its neighbours' models (screened_gossip on a complete graph "
+        "resists a Byzantine peer; see deai.net.gossip)",
     )
     gossip_graph: Literal["ring_matching", "complete"] = Field(
         "ring_matching",

@@ -12,7 +12,17 @@
   assumes a known clipping radius; here ``tau_i`` is the weighted ``1 - f`` quantile of the peer's
   neighbour distances, ``f`` the task's ``strategy.f_max`` (a practical variant in the paper's spirit: the
   farthest ``f`` of the weight is clipped to the radius of the rest). Or a coordinate-wise trimmed mean
-  over the peer and its neighbours (``trimmed_mean``).
+  over the peer and its neighbours (``trimmed_mean``). Or ``screened_gossip``: plain gossip over the
+  neighbours whose model lies within ``SCREEN_FACTOR`` times the median neighbour distance of the peer's
+  own, in the spirit of the distance-based first stage of MOZI (Guo et al. 2021); a dropped neighbour's
+  weight stays with the peer.
+
+Measured (``tests/net/test_gossip_rules.py``, digits, 5 peers, one sending its update sign-flipped x10):
+on the complete graph screening keeps honest peers within about a point of the clean run while plain
+gossip loses about nine; clipped gossip and the coordinate-wise trimmed mean lose more than plain gossip
+here, because with five very non-IID peers their clipping radius (or median) is of the order of the
+honest peers' own disagreement. On the sparse ring-plus-matching graph a peer has two or three
+neighbours, too few for any of these rules to out-vote one liar: screening there loses 4-5 points.
 """
 
 from __future__ import annotations
@@ -23,7 +33,8 @@ import numpy as np
 
 from deai.rng import Purpose, generator
 
-RULES = ("gossip", "clipped_gossip", "trimmed_mean")
+RULES = ("gossip", "clipped_gossip", "trimmed_mean", "screened_gossip")
+SCREEN_FACTOR = 3.0
 
 
 def round_graph(seed: int, round_: int, n: int, kind: str = "ring_matching") -> list[set[int]]:
@@ -67,7 +78,11 @@ def mix(
     Y = np.stack([received[j] for j in got]).astype(np.float64)
     w = np.array([weights[j] for j in got])
     x = own.astype(np.float64)
-    if rule == "gossip":
+    if rule == "screened_gossip":
+        dist = np.linalg.norm(Y - x[None, :], axis=1)
+        near = dist <= SCREEN_FACTOR * np.median(dist)
+        Y, w = Y[near], w[near]
+    if rule in ("gossip", "screened_gossip"):
         return (x * (1.0 - w.sum()) + w @ Y).astype(np.float32)
     if rule == "clipped_gossip":
         diff = Y - x[None, :]

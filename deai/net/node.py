@@ -376,14 +376,17 @@ def _peer(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     else:
         rd.create(cfg)
     want = cfg.network.min_parties or cfg.data.num_parties
-    ahead = 0 if resumed else transport.progress()
-    if ahead > 0:  # a late joiner: start from the live peers' current model, not from scratch
+    ahead = transport.progress()
+    if ahead > server.state.round:  # late, or back after a crash while the others went on: catch up from
+        # the live peers' current model (its own checkpoint would be rounds behind what they expect)
         fetched = transport.fetch_state()
         if fetched is not None:
             server.state.round, server.state.params = fetched
             log("fetched_state", round=fetched[0], peers_ahead_at=ahead)
     transport.joined_at = server.state.round + 1
     have = transport.wait_for_members(1 if ahead else want, cfg.network.join_timeout_s)
+    if resumed or ahead:
+        transport.deadline.first_s = transport.deadline.floor_s  # the others are already running
     log("members", have=have, want=want)
 
     def record(rec: Any) -> None:

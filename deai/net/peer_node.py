@@ -175,11 +175,10 @@ class GossipServer:
             self._missing += item.party_ids.tolist()
             return
         for p, delta in zip(item.party_ids.tolist(), item.deltas, strict=True):
-            model = self.state.params + delta
             if p == self.index:
-                self._own = model
-            else:
-                self._received[p] = model
+                self._own = self.state.params + delta
+            elif p not in self._received:  # the transport hands over neighbours' models exactly as sent
+                self._received[p] = self.state.params + delta
 
     def ready(self) -> bool:
         return False
@@ -231,7 +230,8 @@ class GossipTransport:
         self.sealer, self.roster, self.tid, self.log, self.attack = sealer, roster, tid, log, attack
         self.index, self.n = server.index, len(roster.parties)
         self.mailbox = Mailbox()
-        self.deadline = AdaptiveDeadline(cfg.network.round_timeout_s)
+        # peers start together, so a first round needs no more than a start-up's worth of patience
+        self.deadline = AdaptiveDeadline(cfg.network.round_timeout_s, first_s=30.0)
         self.suspect: set[int] = set()  # neighbours that missed a round: waited for briefly until heard from
         self.key = f"deai/{tid}/peers"
         self.peer_ids: dict[int, str] = {}
@@ -302,7 +302,7 @@ class GossipTransport:
             batch = self.party.train(task, me)
             # D-PSGD averages peers uniformly; scaling each local step by the peer's share of the examples
             # (n_i / mean n, from the counts peers announce) makes the consensus FedAvg's weighted mean
-            batch.deltas = (batch.deltas * self._example_scale()).astype(np.float32)
+            batch.deltas = (batch.deltas.astype(np.float64) * self._example_scale()).astype(np.float32)
         model = task.params + batch.deltas[0]
         sent = model
         if self.attack is not None:  # a Byzantine peer (fault injection): it sends a crafted model
@@ -338,6 +338,7 @@ class GossipTransport:
         missing = sorted(want - set(got))
         self.suspect |= set(missing)
         yield from self._items
+        self.server._received = dict(got)  # the models as they arrived (params + delta would round)
         if got:
             ids = sorted(got)
             deltas = np.stack([got[j] - task.params for j in ids]).astype(np.float32)

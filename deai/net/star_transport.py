@@ -43,13 +43,22 @@ from deai.party.budget import REFUSED
 class AdaptiveDeadline:
     """Seconds to wait for a round's answers: learned from the answers seen, capped by the task."""
 
-    def __init__(self, cap_s: float, *, floor_s: float = 5.0, slack: float = 3.0, window: int = 5) -> None:
+    def __init__(
+        self,
+        cap_s: float,
+        *,
+        floor_s: float = 5.0,
+        slack: float = 3.0,
+        window: int = 5,
+        first_s: float | None = None,
+    ) -> None:
         self.cap_s, self.floor_s, self.slack, self.window = cap_s, floor_s, slack, window
+        self.first_s = cap_s if first_s is None else min(cap_s, first_s)  # before any round was seen
         self.seen: list[float] = []  # slowest answer of each recent complete round
 
     def seconds(self) -> float:
         if len(self.seen) < 2:
-            return self.cap_s
+            return self.first_s
         return min(self.cap_s, max(self.floor_s, self.slack * max(self.seen[-self.window :])))
 
     def observe(self, slowest_s: float) -> None:

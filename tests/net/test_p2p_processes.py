@@ -1,0 +1,86 @@
+"""Peer processes with no coordinator, over hivemind's DHT and libp2p streams on loopback.
+
+Each test ends every process it started, by PID (LocalFederation's close), whatever happened.
+"""
+
+import json
+import signal
+import time
+
+import numpy as np
+import pytest
+
+import deai
+from deai.net.launch import LocalFederation
+from deai.params import load_params
+
+from .gossip_reference import gossip_reference
+from .test_gossip_rules import p2p_task
+
+pytestmark = [pytest.mark.network, pytest.mark.slow]
+pytest.importorskip("hivemind")
+
+
+def final_models(fed):
+    return np.stack(
+        [load_params(fed.state_dir(fed.party_name(p)) / "run" / "final.npz")[0] for p in range(fed.n)]
+    )
+
+
+def run_peers(fed, extra=None, timeout=240):
+    fed.prepare()
+    fed.start_peers(extra=extra)
+    for p in range(fed.n):
+        assert fed.procs[fed.party_name(p)].wait(timeout) == 0, fed.stderr(fed.party_name(p))
+
+
+def test_five_peers_gossip_to_the_reference_models_and_within_two_points_of_the_star(tmp_path):
+    cfg = p2p_task()
+    with LocalFederation(cfg, tmp_path / "p2p") as fed:
+        run_peers(fed)
+        got = final_models(fed)
+        events = [e for p in range(5) for e in fed.events(fed.party_name(p))]
+    ref, acc = gossip_reference(cfg)
+    np.testing.assert_array_equal(got, ref)  # every model moved between processes exactly
+    star = deai.run(cfg.with_sections(network={"topology": "star"}), write=False).final_accuracy
+    assert star - acc.min() < 0.02, (star, acc)  # measured: 92.8% against 92.5% for every peer
+    assert not [e for e in events if e["event"] == "refused"]
+
+
+def test_a_byzantine_peer_is_screened_out_across_processes(tmp_path):
+    cfg = p2p_task("screened_gossip", "complete")
+    with LocalFederation(cfg, tmp_path / "p2p") as fed:
+        run_peers(fed, extra={0: ["--fault", "sign_flip:10"]})
+        got = final_models(fed)
+    ref, acc = gossip_reference(cfg, byzantine=0)
+    np.testing.assert_array_equal(got[1:], ref[1:])
+    _, clean = gossip_reference(p2p_task("screened_gossip", "complete"))
+    assert clean.min() - acc[1:].min() < 0.03
+
+
+def test_a_late_peer_fetches_the_current_model_and_a_killed_peer_resumes(tmp_path):
+    cfg = p2p_task(run={"rounds": 80, "checkpoint_every": 1}, network={"min_parties": 4})
+    with LocalFederation(cfg, tmp_path / "p2p") as fed:
+        fed.prepare()
+        fed.start_peers(0, 1, 2, 3)
+        path = fed.state_dir("party-00001") / "run" / "metrics.jsonl"
+        end = time.monotonic() + 120
+        while (not path.is_file() or len(path.read_text().splitlines()) < 10) and time.monotonic() < end:
+            time.sleep(0.1)
+        fed.start_peers(4)  # late: the others are past round 10
+        fed.kill("party-00002", signal.SIGKILL)
+        fed.start_peers(2)  # the same state directory
+        for p in range(5):
+            assert fed.procs[fed.party_name(p)].wait(300) == 0, fed.stderr(fed.party_name(p))
+        late = fed.events("party-00004")
+        again = fed.events("party-00002")
+        models = final_models(fed)
+        rounds = [
+            json.loads(x)["round"]
+            for x in (fed.state_dir("party-00004") / "run" / "metrics.jsonl").read_text().splitlines()
+        ]
+    fetched = [e for e in late if e["event"] == "fetched_state"]
+    assert fetched and fetched[0]["round"] >= 10 and rounds[0] == fetched[0]["round"] + 1
+    assert [e for e in again if e["event"] == "resumed" and e["round"] > 0]
+    spread = np.linalg.norm(models - models.mean(axis=0), axis=1).max()
+    assert spread < 1e-3 * np.linalg.norm(models.mean(axis=0))  # consensus rounds bring everyone together
