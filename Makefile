@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch==2.13.0 is pinned in the extra: pip takes the CPU wheel, never a CUDA build.
-	$(PY) -m pip install -q -e '.[dev,torch,ray,dp,opacus,he,chain]'
+	$(PY) -m pip install -q -e '.[dev,torch,ray,dp,opacus,he,chain,p2p]'
 	# A test oracle only: the one-run audit bound is checked against jax_privacy/auditing.py, loaded by
 	# path (it needs numpy, scipy and dp-accounting; the package's JAX dependencies are not installed).
 	$(PY) -m pip install -q --no-deps jax-privacy==2.0.0

@@ -119,6 +119,9 @@ class StrategySection(_Strict):
         None, gt=0, description="default 1.0, or 0.01 for fedadam/fedyogi/fedadagrad"
     )
     server_momentum: float = Field(0.0, ge=0, lt=1)
+    server_nesterov: bool = Field(
+        False, description="Nesterov momentum on the server step (DiLoCo's outer step)"
+    )
     beta1: float = Field(0.9, ge=0, lt=1)
     beta2: float = Field(0.99, ge=0, lt=1)
     tau: float = Field(1e-3, gt=0, description="adaptivity of FedAdam/FedYogi/FedAdagrad")
@@ -572,6 +575,8 @@ def ineffective_settings(cfg: ExperimentConfig) -> list[str]:
         ]
     elif changed(st, "server_momentum"):
         out.append(f"strategy.server_momentum has no effect on the adaptive server step of {st.algorithm}")
+    if st.server_nesterov and (adaptive or st.server_momentum == 0):
+        out.append("strategy.server_nesterov needs strategy.server_momentum > 0 and an SGD server step")
     if part.straggler_policy != "drop" and part.deadline is None:
         out.append("participation.straggler_policy has no effect without participation.deadline")
     if pv.mode == "none":

@@ -72,7 +72,9 @@ def build_strategy(
             ADAPTIVE[cfg.algorithm], lr=cfg.server_lr or 0.01, beta1=cfg.beta1, beta2=cfg.beta2, tau=cfg.tau
         )
     else:
-        server = ServerSGD(lr=cfg.server_lr or 1.0, momentum=cfg.server_momentum)
+        server = ServerSGD(
+            lr=cfg.server_lr or 1.0, momentum=cfg.server_momentum, nesterov=cfg.server_nesterov
+        )
     aggregator: Aggregator = FedNova() if cfg.algorithm == "fednova" else WeightedMean()
     return Strategy(
         name=cfg.algorithm,
