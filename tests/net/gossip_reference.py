@@ -17,8 +17,9 @@ from deai.net.gossip import metropolis_weights, mix, round_graph
 from deai.party import PartyProgram, PartyShards
 
 
-def gossip_reference(cfg, byzantine=None, scale=10.0):
-    """Final models of every peer; ``byzantine`` sends ``x - scale * its last local step`` each round."""
+def gossip_reference(cfg, byzantine=None, scale=10.0, on_round=None):
+    """Final models of every peer; ``byzantine`` sends ``x - scale * its last local step`` each round;
+    ``on_round(r, models)`` sees every round's models."""
     fed = build_data(cfg)
     model = build_model(cfg, fed)
     strategy, _ = task_strategy(cfg, fed.num_parties)
@@ -46,5 +47,7 @@ def gossip_reference(cfg, byzantine=None, scale=10.0):
                 for i in range(n)
             ]
         )
+        if on_round is not None:
+            on_round(r, x)
     scores = [evaluation_counts(model, x[i], fed.x_test, fed.y_test).scores()["accuracy"] for i in range(n)]
     return x, np.array(scores)
