@@ -56,6 +56,23 @@ def _common(args: NodeArgs, cfg: ExperimentConfig) -> tuple[Identity, Roster, st
     return identity, roster, task_id(cfg), log
 
 
+def _own_party(args: NodeArgs, cfg: ExperimentConfig) -> tuple[Any, int, Identity, Roster, str, EventLog]:
+    """A party's own rows (validated), its index, and its key, which must be that index's in the roster."""
+    from deai.party import PartyShards
+
+    try:
+        shards = PartyShards.from_party_dir(args.data)
+    except ValueError as err:
+        raise ConfigError(f"--data: {err}") from None
+    index = int(shards.ids[0])
+    identity, roster, tid, log = _common(args, cfg)
+    if index >= len(roster.parties) or roster.parties[index] != identity.public_key:
+        raise ConfigError(
+            f"--key {args.key} is not party {index}'s key in the roster; each party uses its own"
+        )
+    return shards, index, identity, roster, tid, log
+
+
 def run_node(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     """Run the node until its task ends; a summary of what it did."""
     from deai.net.aggregator_node import check_network
@@ -167,20 +184,11 @@ def _party(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     from deai.net.party_node import PartyNode
     from deai.net.star import StarLink
     from deai.net.status import StatusServer
-    from deai.party import PartyProgram, PartyShards
+    from deai.party import PartyProgram
 
     if not args.connect:
         raise ConfigError("--connect HOST:PORT (the aggregator's address) is needed by a party node")
-    try:
-        shards = PartyShards.from_party_dir(args.data)
-    except ValueError as err:
-        raise ConfigError(f"--data: {err}") from None
-    index = int(shards.ids[0])
-    identity, roster, tid, log = _common(args, cfg)
-    if index >= len(roster.parties) or roster.parties[index] != identity.public_key:
-        raise ConfigError(
-            f"--key {args.key} is not party {index}'s key in the roster; each party uses its own key"
-        )
+    shards, index, identity, roster, tid, log = _own_party(args, cfg)
     strategy, dp = task_strategy(cfg, cfg.data.num_parties)
     model = build_model(cfg, _Shape(shards))
     pv = cfg.privacy
@@ -327,7 +335,7 @@ def _peer(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     from deai.engine.rundir import RunDirectory
     from deai.net.peer_node import GossipServer, GossipTransport, HivemindLink
     from deai.params import params_hash, save_params
-    from deai.party import PartyProgram, PartyShards
+    from deai.party import PartyProgram
 
     if cfg.network.topology != "p2p":
         raise ConfigError("--role peer needs network.topology = 'p2p'")
@@ -335,14 +343,7 @@ def _peer(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
         import hivemind  # noqa: F401
     except ImportError:
         raise ConfigError("--role peer needs hivemind: pip install 'deai[p2p]'") from None
-    try:
-        shards = PartyShards.from_party_dir(args.data)
-    except ValueError as err:
-        raise ConfigError(f"--data: {err}") from None
-    index = int(shards.ids[0])
-    identity, roster, tid, log = _common(args, cfg)
-    if index >= len(roster.parties) or roster.parties[index] != identity.public_key:
-        raise ConfigError(f"--key {args.key} is not party {index}'s key in the roster")
+    shards, index, identity, roster, tid, log = _own_party(args, cfg)
     attack = None
     if args.fault:
         kind, _, scale = args.fault.partition(":")

@@ -91,6 +91,25 @@ class Reassembler:
         return frame  # the buffer itself: the update's rows are read from it without a copy
 
 
+def gated_frames(
+    chunks_in: Iterator[bytes], assembler: Reassembler, gate: Gate, traffic: Traffic, log: EventLog
+) -> Iterator[Envelope]:
+    """The envelopes that pass ``gate``, from a stream of chunks; refusals are counted and logged."""
+    for chunk in chunks_in:
+        try:
+            frame = assembler.add(chunk)
+            if frame is None:
+                continue
+            traffic.received += len(frame)
+            env = gate.open(frame)
+        except Refused as why:
+            traffic.refused += 1
+            log("refused", reason=why.reason, detail=why.detail, sender=why.sender)
+            continue
+        yield env
+        frame = env = None  # the consumer holds the only reference: a big frame is freed once used
+
+
 class _Outbox:
     """Frames waiting to go down one stream, as chunks; ``close`` ends the stream."""
 
@@ -214,17 +233,7 @@ class StarHub:
         assembler = Reassembler(self.gate.max_bytes)
         party: int | None = None
         try:
-            for chunk in requests:
-                try:
-                    frame = assembler.add(chunk)
-                    if frame is None:
-                        continue
-                    self.traffic.received += len(frame)
-                    env = self.gate.open(frame)
-                except Refused as why:
-                    self.traffic.refused += 1
-                    self.log("refused", reason=why.reason, detail=why.detail, sender=why.sender, party=party)
-                    continue
+            for env in gated_frames(requests, assembler, self.gate, self.traffic, self.log):
                 sender = self.party_index.get(env.sender)
                 if sender is None:  # the aggregator's own key: nobody else may use it
                     self.log("refused", reason="unknown_sender", detail="not a party key", sender=env.sender)
@@ -242,7 +251,7 @@ class StarHub:
                              party=party, sender=env.sender)  # fmt: skip
                     continue
                 self.inbox.put((party, env))
-                frame = env = None  # the inbox holds the only reference: freed once consumed
+                env = None  # the inbox holds the only reference: freed once consumed
         except grpc.RpcError:
             pass
         finally:
@@ -338,23 +347,13 @@ class StarLink:
     def _read(self) -> None:
         assembler = Reassembler(self.gate.max_bytes)
         try:
-            for chunk in self._call:
-                try:
-                    frame = assembler.add(chunk)
-                    if frame is None:
-                        continue
-                    self.traffic.received += len(frame)
-                    env = self.gate.open(frame)
-                except Refused as why:
-                    self.traffic.refused += 1
-                    self.log("refused", reason=why.reason, detail=why.detail, sender=why.sender)
-                    continue
+            for env in gated_frames(self._call, assembler, self.gate, self.traffic, self.log):
                 if env.sender != self.aggregator_id:
                     self.log("refused", reason="not_aggregator", detail="a frame from a party key",
                              sender=env.sender)  # fmt: skip
                     continue
                 self._inbox.put(env)
-                frame = env = None  # the inbox holds the only reference
+                env = None  # the inbox holds the only reference
         except grpc.RpcError as err:
             code = err.code() if hasattr(err, "code") else None
             if code != grpc.StatusCode.CANCELLED:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -213,6 +214,20 @@ class StarTransport:
             if self.hub.send(int(p), PHASE, r, body):
                 asked.add(int(p))
         replies: dict[int, bytes] = {}
+        for party, env in self._replies(asked, PHASE_REPLY, r):
+            try:
+                fields, arrays = decode(env.body)
+                if fields.get("phase") != kind:
+                    raise WireError(f"reply to phase {fields.get('phase')!r}, not {kind!r}")
+                replies[party] = arrays["data"].tobytes()
+            except (WireError, KeyError) as err:
+                self.log("refused", reason="bad_phase_reply", party=party, detail=str(err))
+        return replies
+
+    def _replies(self, asked: set[int], kind: str, round_: int) -> Iterator[tuple[int, Any]]:
+        """Each asked party's reply of ``kind`` for ``round_`` as it arrives, until all answered, left, or
+        ``phase_timeout_s`` passed (then the silent ones are logged)."""
+        asked = set(asked)
         end = time.monotonic() + self.phase_timeout_s
         while asked and time.monotonic() < end:
             item = self._next(end - time.monotonic())
@@ -221,21 +236,13 @@ class StarTransport:
             party, env = item
             if env is None:
                 asked.discard(party)
-                continue
-            if env.kind != PHASE_REPLY or party not in asked or env.round != r:
-                self.log("stray", party=party, kind=env.kind, round=env.round, phase=kind)
-                continue
-            try:
-                fields, arrays = decode(env.body)
-                if fields.get("phase") != kind:
-                    raise WireError(f"reply to phase {fields.get('phase')!r}, not {kind!r}")
-                replies[party] = arrays["data"].tobytes()
-            except (WireError, KeyError) as err:
-                self.log("refused", reason="bad_phase_reply", party=party, detail=str(err))
-            asked.discard(party)
+            elif env.kind != kind or party not in asked or env.round != round_:
+                self.log("stray", party=party, kind=env.kind, round=env.round, waiting_for=kind)
+            else:
+                asked.discard(party)
+                yield party, env
         if asked:
-            self.log("phase_timeout", phase=kind, parties=sorted(asked))
-        return replies
+            self.log("no_reply", kind=kind, parties=sorted(asked))
 
     def evaluate(self, params: np.ndarray) -> EvalCounts | None:
         """The parties' summed counts, in party order; a party that does not answer is left out (logged);
@@ -244,24 +251,11 @@ class StarTransport:
         body = encode({}, {"params": params})
         asked = {p for p in self.hub.connected() if self.hub.send(p, EVALUATE, r, body)}
         got: dict[int, EvalCounts] = {}
-        end = time.monotonic() + self.phase_timeout_s
-        while asked and time.monotonic() < end:
-            item = self._next(end - time.monotonic())
-            if item is None:
-                continue
-            party, env = item
-            if env is None or env.kind != COUNTS or party not in asked:
-                if env is not None:
-                    self.log("stray", party=party, kind=env.kind, round=env.round)
-                asked.discard(party) if env is None else None
-                continue
-            asked.discard(party)
+        for party, env in self._replies(asked, COUNTS, r):
             try:
                 got[party] = read_counts(env.body, self.num_classes)
             except WireError as err:
                 self.log("refused", reason="bad_counts", party=party, detail=str(err))
-        if asked:
-            self.log("evaluation_incomplete", parties=sorted(asked))
         if not got:
             return None
         total = None
