@@ -556,7 +556,13 @@ def cmd_launch(args: argparse.Namespace) -> int:
     if args.nodes is not None and args.nodes != cfg.data.num_parties:
         cfg = cfg.with_sections(source="--nodes", data={"num_parties": args.nodes})
     out = Path(args.out) if args.out else Path("runs") / f"{cfg.run.name}-nodes"
-    say(escape(f"launching {cfg.data.num_parties} party processes and an aggregator under {out}"))
+    net = cfg.network
+    shape = {
+        "star": "an aggregator",
+        "hierarchical": f"{net.edges} edge aggregators and a top aggregator",
+        "p2p": "no coordinator (peer-to-peer)",
+    }[net.topology]
+    say(escape(f"launching {cfg.data.num_parties} party processes and {shape} under {out}"))
     try:
         summary = launch(cfg, out, timeout=args.timeout, tls=args.tls)
     except RuntimeError as err:
@@ -564,10 +570,11 @@ def cmd_launch(args: argparse.Namespace) -> int:
     if args.json:
         print(jsonio.dumps(summary))
     else:
+        where = out / "nodes" / ("party-*" if net.topology == "p2p" else "aggregator") / "run"
         say(
             escape(
                 f"{summary['rounds']} rounds over the network: accuracy {summary['final_accuracy']:.4f}, "
-                f"model {summary['model_hash'][:16]}; run directory {out / 'nodes' / 'aggregator' / 'run'}"
+                f"model {summary['model_hash'][:16]}; run directories {where}"
             )
         )
     return 0
