@@ -32,6 +32,7 @@ class LocalFederation:
     def __init__(self, cfg: ExperimentConfig, out: Path, *, status: bool = False, tls: bool = False) -> None:
         self.cfg, self.out, self.status, self.tls = cfg, Path(out), status, tls
         self.procs: dict[str, subprocess.Popen] = {}
+        self.started: list[subprocess.Popen] = []  # every process ever started, each its own group
         self.address: str | None = None
         self.n = cfg.data.num_parties
         self.edges: list | None = None
@@ -126,6 +127,7 @@ class LocalFederation:
                 cmd, stdout=subprocess.DEVNULL, stderr=err, env=env, start_new_session=True
             )
         self.procs[name] = proc
+        self.started.append(proc)  # a restarted node replaces its entry in procs, not here
         return proc
 
     def start_aggregator(self, timeout: float = 60.0, listen: str = "127.0.0.1:0") -> str:
@@ -212,10 +214,12 @@ class LocalFederation:
         return self.address.split(",")[0]
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Signal node ``name``'s whole process group (a peer's DHT child and its p2pd daemon too)."""
         proc = self.procs.get(name)
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(sig)
-            proc.wait(30)
+        if proc is not None:
+            _signal_group(proc.pid, sig)
+            if proc.poll() is None:
+                proc.wait(30)
 
     def wait_aggregator(self, timeout: float) -> int:
         return self.procs["aggregator"].wait(timeout)
@@ -235,15 +239,18 @@ class LocalFederation:
 
     def close(self, grace: float = 10.0) -> None:
         """End every process this federation started, by PID: SIGTERM, then SIGKILL after ``grace``."""
-        for proc in self.procs.values():
+        for proc in self.started:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+                _signal_group(proc.pid, signal.SIGTERM)
         end = time.monotonic() + grace
-        for proc in self.procs.values():
+        for proc in self.started:
             try:
                 proc.wait(max(0.1, end - time.monotonic()))
             except subprocess.TimeoutExpired:
-                proc.kill()
+                pass
+        for proc in self.started:  # whatever is left in each node's group (children of a killed node)
+            _signal_group(proc.pid, signal.SIGKILL)
+            if proc.poll() is None:
                 proc.wait(10)
 
     def __enter__(self) -> LocalFederation:
@@ -251,6 +258,14 @@ class LocalFederation:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    """Signal the process group led by ``pid`` (each node starts its own session); gone is fine."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def launch(

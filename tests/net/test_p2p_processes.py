@@ -79,6 +79,11 @@ def test_a_late_peer_fetches_the_current_model_and_a_killed_peer_resumes(tmp_pat
             json.loads(x)["round"]
             for x in (fed.state_dir("party-00004") / "run" / "metrics.jsonl").read_text().splitlines()
         ]
+    import psutil
+
+    # SIGKILL left the killed peer's DHT child and p2pd orphaned: the federation ended its whole group
+    left = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+    assert not left, [p.info["cmdline"][:4] for p in left]
     fetched = [e for e in late if e["event"] == "fetched_state"]
     assert fetched and fetched[0]["round"] >= 10 and rounds[0] == fetched[0]["round"] + 1
     assert [e for e in again if e["event"] == "resumed" and e["round"] > 0]
