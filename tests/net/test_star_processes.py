@@ -285,3 +285,30 @@ def test_a_two_level_tree_of_edge_aggregators_matches_the_flat_star(tmp_path, ed
     assert sorted(g["of"] for g in groups) == [3, 3, 4] and all(g["joined"] == g["of"] for g in groups)
     joined = {e["party"] for e in fed.events("aggregator") if e["event"] == "joined"}
     assert joined == {0, 1, 2}  # the top only ever talks to the three edges
+
+
+def test_each_party_node_enforces_its_own_privacy_budget_across_a_crash(tmp_path):
+    """Under central DP with keyed noise the network run is the simulator's bit for bit, each party
+    declining once one more round would pass its own epsilon; a party killed and restarted keeps its
+    count (it is in its saved state), so a crash cannot reset its budget."""
+    private = {"mode": "central", "noise_multiplier": 2.0, "clip_norm": 1.0, "party_budget_epsilon": 5.0,
+               "simulation": True}  # fmt: skip
+    cfg = task(rounds=6, privacy=private)
+    summary = launch(cfg, tmp_path / "plain", timeout=240)
+    assert summary["model_hash"] == simulated_hash(cfg)
+    events = LocalFederation(cfg, tmp_path / "plain").events("party-00000")
+    assert [e["round"] for e in events if e["event"] == "trained"] == [1, 2, 3, 4]  # 4 rounds fit in eps 5
+    assert [e["round"] for e in events if e["event"] == "declined"] == [5, 6]
+    cfg = task(rounds=9, privacy=private, network={"min_round_s": 0.4})
+    with LocalFederation(cfg, tmp_path / "crash") as fed:
+        fed.prepare()
+        fed.start_aggregator()
+        for p in range(10):
+            fed.start_party(p, *(["--fault", "crash-after:train:2"] if p == 0 else []))
+        assert fed.procs["party-00000"].wait(120) == 137
+        fed.start_party(0)
+        assert fed.wait_aggregator(240) == 0, fed.stderr("aggregator")
+        events = fed.events("party-00000")
+    trained = [e["round"] for e in events if e["event"] == "trained"]
+    declined = [e["round"] for e in events if e["event"] == "declined"]
+    assert len(trained) == 4 and trained[:2] == [1, 2] and declined and min(declined) > max(trained)
