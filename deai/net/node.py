@@ -222,7 +222,15 @@ def _party(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     ring = None if dp is None else dp.ring_noise
     try:
         node = PartyNode(
-            cfg, party, strategy.local, connect, args.state, log, ring_noise=ring, fault=args.fault
+            cfg,
+            party,
+            strategy.local,
+            connect,
+            args.state,
+            log,
+            ring_noise=ring,
+            fault=args.fault,
+            task_id=tid,
         )
     except ValueError as err:
         raise ConfigError(str(err)) from None
@@ -315,7 +323,10 @@ def _edge(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     def connect() -> StarLink:
         return StarLink(args.connect, up_gate, Sealer(identity, tid), roster.aggregator_id, log)
 
-    node = PartyNode(cfg, program, strategy.local, connect, args.state, log)
+    try:
+        node = PartyNode(cfg, program, strategy.local, connect, args.state, log, task_id=tid)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     node.status["role"] = "edge"
     try:
         code = node.run()

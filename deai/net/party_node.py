@@ -81,6 +81,7 @@ class PartyNode:
         *,
         ring_noise: Any = None,
         fault: str | None = None,
+        task_id: str = "",
     ) -> None:
         self.cfg, self.party, self.spec, self.connect, self.log = cfg, party, spec, connect, log
         self.index = int(party.shards.ids[0])
@@ -95,27 +96,37 @@ class PartyNode:
         self.status: dict[str, Any] = {"role": "party", "party": self.index, "round": 0, "peers": 0}
         self.sent = self.received = 0
         self.fault = parse_fault(fault)
+        self.task_id = task_id  # the state directory serves one task: another task's state is refused
         self._load_state()
 
     # -- state that survives a crash -----------------------------------------------------------
     def _load_state(self) -> None:
         if not self.state_path.is_file():
             return
+        damaged = (
+            f"{self.state_path}: the party's saved state cannot be read ({{}}); it is written atomically, so "
+            "this file was damaged from outside. Move it away to start this party afresh (its privacy budget "
+            "count then restarts from zero: only do that if it never trained)"
+        )
         try:
             with np.load(self.state_path) as z:
-                arrays = {k: z[k] for k in z.files}
-            tree = unflatten_tree(arrays)
+                tree = unflatten_tree({k: z[k] for k in z.files})
+            saved_task = bytes(tree.get("task", np.zeros(0, np.uint8))).decode()
+        except (OSError, ValueError, KeyError, UnicodeDecodeError) as err:
+            raise ValueError(damaged.format(err)) from None
+        if saved_task != self.task_id:
+            raise ValueError(
+                f"{self.state_path} belongs to task {saved_task or '(unknown)'}, not {self.task_id}; give"
+                " this task its own --state directory"
+            )
+        try:
             self.party.load_tree(tree["party"])
             self.answered_round = int(tree["answered_round"])
             self.answered_model = bytes(tree["answered_model"]).decode()
             kind = bytes(tree["reply_kind"]).decode()
             self.last_reply = (kind, bytes(tree["reply_body"])) if kind else None
-        except (OSError, ValueError, KeyError) as err:
-            raise ValueError(
-                f"{self.state_path}: the party's saved state cannot be read ({err}); it is written "
-                "atomically, so this file was damaged from outside. Move it away to start this party afresh "
-                "(its privacy budget count then restarts from zero: only do that if it never trained)"
-            ) from None
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+            raise ValueError(damaged.format(err)) from None
         self.log("restored", answered_round=self.answered_round)
 
     def _save_state(self) -> None:
@@ -123,6 +134,7 @@ class PartyNode:
         arrays = flatten_tree(
             {
                 "party": self.party.state_tree(),
+                "task": np.frombuffer(self.task_id.encode(), dtype=np.uint8),
                 "answered_round": self.answered_round,
                 "answered_model": np.frombuffer(self.answered_model.encode(), dtype=np.uint8),
                 "reply_kind": np.frombuffer(kind.encode(), dtype=np.uint8),

@@ -299,7 +299,7 @@ def test_each_party_node_enforces_its_own_privacy_budget_across_a_crash(tmp_path
     events = LocalFederation(cfg, tmp_path / "plain").events("party-00000")
     assert [e["round"] for e in events if e["event"] == "trained"] == [1, 2, 3, 4]  # 4 rounds fit in eps 5
     assert [e["round"] for e in events if e["event"] == "declined"] == [5, 6]
-    cfg = task(rounds=9, privacy=private, network={"min_round_s": 0.4})
+    cfg = task(rounds=16, privacy=private, network={"min_round_s": 0.5})  # ~7 s to restart and rejoin
     with LocalFederation(cfg, tmp_path / "crash") as fed:
         fed.prepare()
         fed.start_aggregator()
@@ -311,4 +311,5 @@ def test_each_party_node_enforces_its_own_privacy_budget_across_a_crash(tmp_path
         events = fed.events("party-00000")
     trained = [e["round"] for e in events if e["event"] == "trained"]
     declined = [e["round"] for e in events if e["event"] == "declined"]
+    assert [e["answered_round"] for e in events if e["event"] == "restored"] == [2]
     assert len(trained) == 4 and trained[:2] == [1, 2] and declined and min(declined) > max(trained)

@@ -202,3 +202,30 @@ def test_frames_sealed_concurrently_may_arrive_out_of_order_but_each_only_once()
     for frame in (first, second):
         with pytest.raises(E.Refused, match="replay|accepted before"):
             gate.open(frame)
+
+
+def test_a_party_state_directory_serves_one_task_and_a_damaged_state_is_named(tmp_path):
+    from deai.engine.api import build_data, build_model
+    from deai.net.party_node import PartyNode
+    from deai.party import PartyProgram, PartyShards
+    from deai.train import LocalSpec
+
+    cfg = parse_config({"data": {"dataset": "digits", "num_parties": 4}})
+    fed = build_data(cfg)
+    shards = PartyShards.from_federation(fed)
+    shards.ids = shards.ids[:1]
+
+    def node(task):
+        party = PartyProgram(build_model(cfg, fed), shards)
+        return PartyNode(cfg, party, LocalSpec(), None, tmp_path, lambda *a, **k: None, task_id=task)
+
+    first = node("task-a")
+    first.answered_round, first.answered_model, first.last_reply = 3, "m", ("update", b"bytes")
+    first._save_state()
+    again = node("task-a")
+    assert again.answered_round == 3 and again.last_reply == ("update", b"bytes")
+    with pytest.raises(ValueError, match="belongs to task task-a, not task-b"):
+        node("task-b")
+    (tmp_path / "party_state.npz").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="damaged from outside"):
+        node("task-a")
