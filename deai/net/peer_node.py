@@ -355,7 +355,10 @@ class GossipTransport:
             yield Failure(np.array(missing, dtype=np.int64), "deadline")
 
     def exchange(self, kind: str, messages: Mapping[int, bytes]) -> dict[int, bytes]:
-        raise NotImplementedError("gossip has no private-sum phases")
+        """Gossip has no private-sum phases (a private rule is refused for p2p before a node starts), so
+        no peer ever answers one: the empty reply set, logged."""
+        self.log("no_reply", kind=kind, parties=sorted(int(p) for p in messages))
+        return {}
 
     def evaluate(self, params: np.ndarray) -> EvalCounts:
         return self.party.evaluate(params)

@@ -91,8 +91,9 @@ def test_every_kind_of_bad_frame_is_refused_with_its_reason():
 
 def test_a_restarted_sender_keeps_counting_upward():
     a, b, gate, sealer = _pair()
-    gate.open(sealer.seal("hello", 0, a.id, b""))
-    gate.open(E.Sealer(b, "task1").seal("hello", 0, a.id, b""))  # a new process, the same key
+    first = gate.open(sealer.seal("hello", 0, a.id, b""))
+    again = gate.open(E.Sealer(b, "task1").seal("hello", 0, a.id, b""))  # a new process, the same key
+    assert again.seq > first.seq and again.sender == first.sender == b.id
 
 
 def test_chunks_reassemble_into_the_frame_and_oversized_frames_are_skipped_unstored():
