@@ -797,20 +797,33 @@ def build_parser() -> argparse.ArgumentParser:
     p_val.add_argument("--utility", default="loss", help="loss (minus eval cross-entropy) or accuracy")
     p_val.add_argument("--json", action="store_true", help='print {"method", "utility", "values", "seconds"}')
     p_val.set_defaults(func=cmd_value)
-    p_node = sub.add_parser("node", help="run one node of a task over the network (party or aggregator)")
+    p_node = sub.add_parser("node", help="run one node of a task over the network (party, aggregator, ...)")
     p_node.add_argument("--task", required=True, help="the task's TOML config (the same file on every node)")
-    p_node.add_argument("--data", required=True, help="party: its own party-NNNNN dir; aggregator: the split")
+    p_node.add_argument(
+        "--data",
+        required=True,
+        help="party/peer: its own party-NNNNN dir; aggregator/edge/validator: the split",
+    )
     p_node.add_argument("--key", required=True, help="this node's key file (deai keygen)")
     p_node.add_argument("--roster", help="the task's roster.json (default: beside --task)")
-    p_node.add_argument("--role", default="party", help="party or aggregator")
+    p_node.add_argument(
+        "--role",
+        default="party",
+        choices=["party", "aggregator", "edge", "validator", "peer"],
+        help="party (default), aggregator, edge (hierarchical), validator (co-signs rounds) or peer (p2p)",
+    )
     p_node.add_argument("--listen", help="aggregator: HOST:PORT to listen on (port 0: any free)")
-    p_node.add_argument("--connect", help="party: the aggregator's HOST:PORT (parties only dial out)")
+    p_node.add_argument(
+        "--connect",
+        help="party/edge/validator: the parent's HOST:PORT (they only dial out); peer: multiaddrs",
+    )
     p_node.add_argument("--state", default="node-state", help="this node's own state directory")
     p_node.add_argument("--status", help="serve /status (JSON) and /metrics (Prometheus) on HOST:PORT")
     p_node.add_argument("--passphrase-env", help="environment variable holding the key's passphrase")
     p_node.add_argument(
         "--fault",
-        help="fault injection for drills and tests: crash-after:KIND:ROUND (e.g. crash-after:train:3)",
+        help="fault injection for drills and tests: party crash-after:KIND:ROUND (e.g. crash-after:train:3) "
+        "or slow:SECONDS; peer sign_flip:SCALE; validator lie",
     )
     p_node.add_argument(
         "--tls", help="mutual TLS: a directory with ca.crt, node.crt, node.key (deai tls issue)"

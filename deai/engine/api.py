@@ -388,12 +388,14 @@ def _run_ledger(cfg: ExperimentConfig, sim: Simulation, rd: RunDirectory) -> Run
             st.opt_state,
         )
 
+    remote = getattr(sim, "remote_validators", None)  # validator nodes, on a network
     ledger = RunLedger(
         rd.path,
         cfg.to_toml(),
         cfg.run.name,
         layout,
-        validators=cfg.ledger.validators,
+        validators=0 if remote is not None else cfg.ledger.validators,
+        remote=remote,
         make_validator=make_validator,
         parties=sim.fed.num_parties if cfg.ledger.sign_updates else None,
         incentives=cfg.incentives.model_dump() if cfg.incentives.reward_per_round > 0 else None,

@@ -48,11 +48,14 @@ def network_limits(cfg: ExperimentConfig) -> list[str]:
     if cfg.strategy.personalization_epochs > 0:
         out.append("strategy.personalization_epochs: personalization runs in the simulator only; set it to 0")
     led = cfg.ledger
-    if led.enabled and (led.validators or led.sign_updates or led.commit_reveal):
+    if led.enabled and (led.sign_updates or led.commit_reveal):
         out.append(
-            "ledger.validators / sign_updates / commit_reveal: frames are signed by every node's key, but "
-            "per-update ledger signatures and validators run in the simulator only so far; set them off"
+            "ledger.sign_updates / commit_reveal: on a network every frame is signed by its sender's key "
+            "(validators check the parties' own signatures); per-update ledger commitments and commit-reveal "
+            "run in the simulator only so far; set them off"
         )
+    if led.enabled and led.validators:
+        out += _validator_limits(cfg)
     if cfg.valuation.method != "none" or cfg.incentives.reward_per_round > 0:
         out.append("valuation and incentives run in the simulator only so far; set valuation.method = 'none'")
     net = cfg.network
@@ -91,6 +94,23 @@ def network_limits(cfg: ExperimentConfig) -> list[str]:
     return out
 
 
+def _validator_limits(cfg: ExperimentConfig) -> list[str]:
+    from deai.verify.validator import validator_limits
+
+    if cfg.network.topology == "p2p":
+        return ["ledger.validators: a p2p task has no aggregator whose round results they co-sign; set 0"]
+    if cfg.participation.async_buffer is not None:
+        return [
+            "ledger.validators: FedBuff weighs updates by staleness at release; validators recompute "
+            "synchronous rounds only; remove participation.async_buffer or set ledger.validators = 0"
+        ]
+    strategy, dp = task_strategy(cfg, cfg.data.num_parties)
+    limits = validator_limits(
+        strategy.aggregator, dp=dp is not None, max_parties_per_batch=1 << 30, num_parties=1
+    )
+    return [f"ledger.validators: {why}; set ledger.validators = 0" for why in limits]
+
+
 def check_network(cfg: ExperimentConfig) -> None:
     limits = network_limits(cfg)
     if limits:
@@ -107,9 +127,19 @@ class NetworkFederation(Federation):
     """One task's server program over a star transport of party nodes."""
 
     def __init__(
-        self, cfg: ExperimentConfig, model: Model, index: FederationIndex, transport: StarTransport
+        self,
+        cfg: ExperimentConfig,
+        model: Model,
+        index: FederationIndex,
+        transport: StarTransport,
+        validators: list[bytes] | None = None,
     ) -> None:
         self.cfg, self.model, self.transport = cfg, model, transport
+        self.remote_validators = None  # the ledger asks these validator nodes to co-sign every round
+        if validators:
+            from deai.net.remote_validators import RemoteValidators
+
+            self.remote_validators = RemoteValidators(transport, validators, transport.log)
         self.strategy, self.dp = task_strategy(cfg, index.num_parties)
         if traits(self.strategy.aggregator).needs_root:
             raise ConfigError(
@@ -129,6 +159,8 @@ class NetworkFederation(Federation):
             exchange=transport.exchange,
         )
         self.state = SimulationState(self.server)
+        if self.remote_validators is not None:
+            self.remote_validators.server_state = self.server.state
         self.party = _Unseen()
 
     def _evaluate(self, params: np.ndarray) -> dict[str, float]:
@@ -145,6 +177,9 @@ class NetworkFederation(Federation):
     def load_state(self, params: np.ndarray, arrays: dict[str, np.ndarray]) -> None:
         self.server.load_tree(params, unflatten_tree(arrays)["server"])
 
+    def close(self) -> None:
+        """Left open after the rounds: the final ledger head still goes out; the node closes the hub."""
+
     def example_epsilon(self) -> float | None:
         return None  # each party node counts its own example-level epsilon (its status endpoint)
 
@@ -156,13 +191,18 @@ def run_aggregator(
     transport: StarTransport,
     run_dir: Path,
     log: Any,
+    validators: list[bytes] | None = None,
 ) -> dict[str, Any]:
-    """Wait for the parties, then run (or resume) the task into ``run_dir``; the run's summary."""
+    """Wait for the parties (and validators), then run (or resume) the task into ``run_dir``, sending
+    every node the ledger entries it lacks after each round; the run's summary."""
     from deai.engine.api import execute
     from deai.engine.rundir import RunDirectory
+    from deai.net.ledger_feed import LedgerFeed
 
     t0 = time.perf_counter()
-    fed = NetworkFederation(cfg, model, index, transport)
+    fed = NetworkFederation(cfg, model, index, transport, validators)
+    feed = LedgerFeed(transport.hub, lambda: Path(run_dir) / "ledger.db" if cfg.ledger.enabled else None, log)
+    transport.hub.on_join = feed.on_join
     rd = RunDirectory(run_dir)
     if rd.config_path.is_file():
         restored = rd.restore(cfg, fed.required_state(), model.layout, fed.load_state)
@@ -180,6 +220,11 @@ def run_aggregator(
             f"only {have} of the {need} parties network.min_parties asks for joined within "
             f"network.join_timeout_s = {net.join_timeout_s:g} s; start more party nodes or lower min_parties"
         )
+    if validators:
+        got = transport.hub.wait_for(len(validators), net.join_timeout_s, validators=True)
+        log("validators", joined=got, of=len(validators))
+        st = fed.server.state  # restored by now: where the first round (of this process) starts
+        fed.remote_validators.remember(st.params, st.opt_state)
 
     traffic = transport.hub.traffic
     seen = [traffic.sent, traffic.received]
@@ -190,6 +235,11 @@ def run_aggregator(
         seen[:] = [traffic.sent, traffic.received]
         fields = {k: m[k] for k in ("round", "participants", "dropped", "accuracy") if k in m}
         log("round", **fields, bytes_out=out, bytes_in=into)
+        feed.publish(round_=m["round"])  # the round's ledger entries are committed by now
 
     result = execute(cfg, fed, rd, t0, on_round)
-    return result.summary()
+    summary = result.summary()
+    if summary.get("ledger"):
+        head = {k: v for k, v in summary["ledger"].items() if k != "path"}
+        feed.publish(head=head, round_=fed.state.round)
+    return summary

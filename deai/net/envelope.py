@@ -61,6 +61,17 @@ class Envelope:
     seq: int
     body: bytes | memoryview
     header: dict[str, Any]
+    signature: bytes = b""  # the sender's, over the header: a forwarded frame stays checkable
+
+
+def check_forwarded(header: dict[str, Any], signature: bytes, body: bytes, public_key: bytes) -> str | None:
+    """Why a frame relayed by a third node (a party's update, shown to a validator by the aggregator)
+    is not what its sender signed, or None: the relay can drop such frames but cannot forge or alter one."""
+    if not verify_signature(public_key, signature, _TAG + canonical(header).encode()):
+        return BAD_SIGNATURE
+    if header.get("body_bytes") != len(body) or hashlib.sha256(body).hexdigest() != header.get("body_sha256"):
+        return BAD_DIGEST
+    return None
 
 
 class Sealer:
@@ -152,4 +163,4 @@ class Gate:
                 floor = newest - REPLAY_WINDOW_NS
                 if len(seen) > 64:
                     self._seen[sender] = {s for s in seen if s > floor}
-        return Envelope(kind, round_, sender, seq, body, header)
+        return Envelope(kind, round_, sender, seq, body, header, signature)

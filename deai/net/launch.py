@@ -37,6 +37,7 @@ class LocalFederation:
         self.n = cfg.data.num_parties
         self.edges: list | None = None
         self.edge_address: dict[int, str] = {}
+        self.validators = cfg.ledger.validators if cfg.ledger.enabled else 0
 
     # -- files ------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -81,14 +82,22 @@ class LocalFederation:
                 ident = Identity.generate("aggregator")
                 ident.save(keys / f"edge-{e}.key")
                 edges.append(Edge(ident.public_key, [int(p) for p in block]))
-        Roster(agg.public_key, parties, [str(x) for x in fed.party_names], edges).save(self.roster)
+        validators = []
+        for j in range(self.validators):
+            ident = Identity.generate("validator")
+            ident.save(keys / f"validator-{j}.key")
+            validators.append(ident.public_key)
+        names = [str(x) for x in fed.party_names]
+        Roster(agg.public_key, parties, names, edges, validators or None).save(self.roster)
         self.edges = edges
         if self.tls:  # a task CA and one certificate per node
             from deai.net.tls import issue, make_ca
 
             make_ca(out / "tls" / "ca")
             edge_names = [f"edge-{e}" for e in range(len(self.edges or []))]
-            for name in ["aggregator", *edge_names, *(self.party_name(p) for p in range(self.n))]:
+            validator_names = [f"validator-{j}" for j in range(self.validators)]
+            parties = [self.party_name(p) for p in range(self.n)]
+            for name in ["aggregator", *edge_names, *validator_names, *parties]:
                 issue(out / "tls" / "ca", name, out / "tls" / name)
 
     @property
@@ -195,6 +204,16 @@ class LocalFederation:
                 time.sleep(0.05)
             self.edge_address[e] = (state / ADDRESS_FILE).read_text().strip()
 
+    def start_validators(self, *which: int, extra: dict[int, list[str]] | None = None) -> None:
+        """Start validator nodes (all by default), each dialing the top aggregator."""
+        extra = extra or {}
+        for j in which or range(self.validators):
+            name = f"validator-{j}"
+            self._spawn(name, [
+                "--role", "validator", "--data", str(self.split), "--connect", self.address.split(",")[0],
+                "--key", str(self.out / "keys" / f"{name}.key"), *extra.get(j, []),
+            ])  # fmt: skip
+
     def start_party(
         self, p: int, *extra: str, connect: str | None = None, wrap: tuple[str, ...] = ()
     ) -> subprocess.Popen:
@@ -290,6 +309,7 @@ def launch(
                 "model_hash": peers[0]["model_hash"],
             }  # fmt: skip
         fed.start_aggregator()
+        fed.start_validators()
         fed.start_edges()
         for p in range(fed.n):
             fed.start_party(p)

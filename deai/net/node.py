@@ -1,4 +1,4 @@
-"""``deai node``: one long-running process of a task, as a party or as the star's aggregator.
+"""``deai node``: one long-running process of a task: party, aggregator, edge, validator or peer.
 
 Everything a node needs is on its command line: the task config, its data directory (a party's own
 ``party-NNNNN``, or for the aggregator the split's root with ``federation.json``), its key, the roster of
@@ -51,7 +51,7 @@ def _common(args: NodeArgs, cfg: ExperimentConfig) -> tuple[Identity, Roster, st
     except ValueError as err:
         raise ConfigError(f"--roster: {err}") from None
     args.state.mkdir(parents=True, exist_ok=True)
-    name = args.role if args.role == "aggregator" else args.data.name
+    name = args.data.name if args.role in ("party", "peer") else args.key.stem
     log = EventLog(name, args.state / "node.log")
     return identity, roster, task_id(cfg), log
 
@@ -86,7 +86,9 @@ def run_node(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
         return _edge(args, cfg)
     if args.role == "peer":
         return _peer(args, cfg)
-    raise ConfigError(f"--role {args.role!r}: give party, aggregator, edge or peer")
+    if args.role == "validator":
+        return _validator(args, cfg)
+    raise ConfigError(f"--role {args.role!r}: give party, aggregator, edge, validator or peer")
 
 
 def _aggregator(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
@@ -117,6 +119,7 @@ def _aggregator(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
         )
     if cfg.network.topology == "hierarchical":
         index = _top_index(index, roster)  # the top's children are the edges
+    validators = _roster_validators(cfg, roster)
     max_bytes = int(cfg.network.max_message_mb * 2**20)
     gate = Gate(tid, identity.id, roster.keys(), max_bytes)
     status: dict[str, Any] = {"role": "aggregator", "round": 0}
@@ -130,7 +133,7 @@ def _aggregator(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
             args.listen,
             gate,
             Sealer(identity, tid),
-            roster.children_of_top(),
+            roster.children_of_top() | roster.validator_index(),
             log,
             status=status,
             credentials=creds,
@@ -152,6 +155,7 @@ def _aggregator(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
         round_timeout_s=cfg.network.round_timeout_s,
         min_round_s=cfg.network.min_round_s,
         asynchronous=cfg.participation.async_buffer is not None,
+        keep_frames=bool(validators),
     )
 
     def snapshot() -> dict[str, Any]:
@@ -168,7 +172,7 @@ def _aggregator(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     if server is not None:
         log("status", address=server.address)
     try:
-        summary = run_aggregator(cfg, index, model, transport, args.state / "run", log)
+        summary = run_aggregator(cfg, index, model, transport, args.state / "run", log, validators)
     finally:
         transport.close()
         if server is not None:
@@ -249,6 +253,74 @@ def _party(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     return node.snapshot() | {"exit": code}
 
 
+def _roster_validators(cfg: ExperimentConfig, roster: Roster) -> list[bytes]:
+    """The validator keys the task's ledger registers: the roster must list ``ledger.validators`` of them."""
+    want = cfg.ledger.validators if cfg.ledger.enabled else 0
+    have = list(roster.validators or [])
+    if len(have) != want:
+        raise ConfigError(
+            f"--roster lists {len(have)} validators; the task's ledger.validators is {want}: list each "
+            "validator node's public key in the roster (deai launch writes them)"
+        )
+    return have
+
+
+def _validator(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
+    """A validator: dials the top aggregator, recomputes every round it is shown, signs its review."""
+    from deai.data.party_dirs import load_federation_index
+    from deai.engine.api import build_model
+    from deai.engine.assembly import task_strategy
+    from deai.net.star import StarLink
+    from deai.net.status import StatusServer
+    from deai.net.validator_node import ValidatorNode
+
+    if not args.connect:
+        raise ConfigError("--connect HOST:PORT (the aggregator's address) is needed by a validator node")
+    try:
+        index = load_federation_index(args.data)
+    except ValueError as err:
+        raise ConfigError(f"--data: {err}") from None
+    identity, roster, tid, log = _common(args, cfg)
+    if identity.public_key not in _roster_validators(cfg, roster):
+        raise ConfigError(f"--key {args.key} is not a validator key in the roster")
+    if cfg.network.topology == "hierarchical":
+        index = _top_index(index, roster)  # the top aggregates the edges' updates: so does its validator
+    strategy, _ = task_strategy(cfg, index.num_parties)
+    model = build_model(cfg, index)
+    max_bytes = int(cfg.network.max_message_mb * 2**20) * max(1, cfg.data.num_parties)  # a round's updates
+    gate = Gate(tid, identity.id, {roster.aggregator_id: roster.aggregator}, max_bytes)
+    creds = None
+    if args.tls is not None:
+        from deai.net.tls import channel_credentials
+
+        try:
+            creds = channel_credentials(args.tls)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
+    def connect() -> StarLink:
+        return StarLink(
+            args.connect, gate, Sealer(identity, tid), roster.aggregator_id, log, credentials=creds
+        )
+
+    try:
+        node = ValidatorNode(
+            cfg, identity, roster, model, strategy, connect, args.state, log, task_id=tid, fault=args.fault
+        )
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    server = StatusServer(args.status, node.snapshot) if args.status else None
+    log("dialing", aggregator=args.connect, task=tid)
+    try:
+        code = node.run()
+    finally:
+        if server is not None:
+            server.close()
+        log("exit")
+        log.close()
+    return node.snapshot() | {"exit": code}
+
+
 def _top_index(index: Any, roster: Roster) -> Any:
     """The federation as the top of a tree sees it: one member per edge, holding its parties' examples."""
     import dataclasses
@@ -270,7 +342,9 @@ def _edge(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     from deai.data.party_dirs import load_federation_index
     from deai.engine.api import build_model
     from deai.engine.assembly import task_strategy
+    from deai.net.dialer import REPLICA_FILE
     from deai.net.edge_node import EdgeProgram
+    from deai.net.ledger_feed import LedgerFeed
     from deai.net.party_node import PartyNode
     from deai.net.star import StarHub, StarLink
     from deai.net.star_transport import StarTransport
@@ -323,8 +397,20 @@ def _edge(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     def connect() -> StarLink:
         return StarLink(args.connect, up_gate, Sealer(identity, tid), roster.aggregator_id, log)
 
+    # the edge's replica is its parties' source: what the top sends it goes on down the tree
+    feed = LedgerFeed(hub, lambda: args.state / REPLICA_FILE if cfg.ledger.enabled else None, log)
+    hub.on_join = feed.on_join
     try:
-        node = PartyNode(cfg, program, strategy.local, connect, args.state, log, task_id=tid)
+        node = PartyNode(
+            cfg,
+            program,
+            strategy.local,
+            connect,
+            args.state,
+            log,
+            task_id=tid,
+            on_ledger=lambda head: feed.publish(head=head),
+        )
     except ValueError as err:
         raise ConfigError(str(err)) from None
     node.status["role"] = "edge"

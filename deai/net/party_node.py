@@ -7,7 +7,8 @@ the last round it answered with the model it was sent and the reply, so a restar
 second, different contribution to a round); the state is written atomically before a reply leaves. An
 aggregator that restarts from its checkpoint and asks again for a round already answered, from the same
 model, gets the same reply byte for byte (no new training, no new privacy cost); asked for it from another
-model, the party refuses. A lost aggregator is redialed for ``network.reconnect_s``.
+model, the party refuses. A lost aggregator is redialed for ``network.reconnect_s``
+(:class:`deai.net.dialer.DialingNode`, which also keeps the node's ledger replica).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import hashlib
 import io
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,24 +25,22 @@ import numpy as np
 
 from deai.config import ExperimentConfig
 from deai.net.codec import WireError, decode, encode
+from deai.net.dialer import DialingNode
 from deai.net.envelope import Envelope
 from deai.net.events import EventLog
 from deai.net.payloads import (
     COUNTS,
     DECLINED,
     EVALUATE,
-    HELLO,
     PHASE,
     PHASE_REPLY,
-    STOP,
     TRAIN,
     UPDATE,
-    WELCOME,
     counts_body,
     read_task,
     update_body,
 )
-from deai.net.star import Disconnected, StarLink
+from deai.net.star import StarLink
 from deai.party.private import WithheldUpdates
 from deai.party.program import PartyProgram
 from deai.report.artifacts import atomic_write_bytes
@@ -69,7 +69,9 @@ def parse_fault(spec: str | None) -> tuple[str, float] | None:
     )
 
 
-class PartyNode:
+class PartyNode(DialingNode):
+    role = "party"
+
     def __init__(
         self,
         cfg: ExperimentConfig,
@@ -82,8 +84,10 @@ class PartyNode:
         ring_noise: Any = None,
         fault: str | None = None,
         task_id: str = "",
+        on_ledger: Callable[[dict[str, Any] | None], None] | None = None,
     ) -> None:
-        self.cfg, self.party, self.spec, self.connect, self.log = cfg, party, spec, connect, log
+        super().__init__(cfg, connect, state_dir, log, on_ledger=on_ledger)
+        self.party, self.spec = party, spec
         self.index = int(party.shards.ids[0])
         self.state_path = Path(state_dir) / STATE_FILE
         self.dim = party.model.layout.dim
@@ -92,9 +96,7 @@ class PartyNode:
         self.answered_model = ""  # SHA-256 of the model the last answered round was trained from
         self.last_reply: tuple[str, bytes] | None = None  # (kind, body) sent for answered_round
         self.last_model_sha256: str | None = None
-        self.link: StarLink | None = None
-        self.status: dict[str, Any] = {"role": "party", "party": self.index, "round": 0, "peers": 0}
-        self.sent = self.received = 0
+        self.status["party"] = self.index
         self.fault = parse_fault(fault)
         self.task_id = task_id  # the state directory serves one task: another task's state is refused
         self._load_state()
@@ -146,59 +148,18 @@ class PartyNode:
         atomic_write_bytes(self.state_path, buf.getvalue())
 
     # -- the session -------------------------------------------------------------------------
-    def run(self) -> int:
-        """Serve the task until the aggregator says stop (0) or stays unreachable (1)."""
-        lost_since: float | None = None
-        try:
-            while True:
-                try:
-                    self.link = self.connect()
-                    hello = encode({"party": self.index, "answered_round": self.answered_round})
-                    self.link.send(HELLO, self.answered_round, hello)
-                    if self._serve(self.link):
-                        return 0
-                except Disconnected:
-                    pass
-                finally:
-                    self._close_link()
-                self.status["peers"] = 0
-                now = time.monotonic()
-                lost_since = lost_since or now
-                if now - lost_since > self.cfg.network.reconnect_s:
-                    self.log("gave_up", seconds=round(now - lost_since, 1))
-                    return 1
-                self.log("redial", after_s=round(now - lost_since, 1))
-                time.sleep(1.0)
-        finally:
-            self._close_link()
+    def hello_fields(self) -> dict[str, Any]:
+        return {"party": self.index, "answered_round": self.answered_round}
 
-    def _close_link(self) -> None:
-        if self.link is not None:
-            self.sent += self.link.traffic.sent
-            self.received += self.link.traffic.received
-            self.link.close()
-            self.link = None
+    def hello_round(self) -> int:
+        return self.answered_round
 
-    def _serve(self, link: StarLink) -> bool:
-        """Answer frames until stop (True); ``Disconnected`` when the stream ends."""
-        while True:
-            env = link.receive(timeout=1.0)
-            if env is None:
-                continue
-            if env.kind == WELCOME:
-                self.status["peers"] = 1
-                self.log("welcomed", round=env.round)
-            elif env.kind == TRAIN:
-                self._train(link, env)
-            elif env.kind == PHASE:
-                self._phase(link, env)
-            elif env.kind == EVALUATE:
-                self._evaluate(link, env)
-            elif env.kind == STOP:
-                self.log("stopped", round=env.round)
-                return True
-            else:
-                self.log("refused", reason="unknown_kind", detail=env.kind)
+    def handle(self, link: StarLink, env: Envelope) -> bool:
+        answer = {TRAIN: self._train, PHASE: self._phase, EVALUATE: self._evaluate}.get(env.kind)
+        if answer is None:
+            return False
+        answer(link, env)
+        return True
 
     def _train(self, link: StarLink, env: Envelope) -> None:
         try:
@@ -291,14 +252,11 @@ class PartyNode:
         link.send(COUNTS, env.round, counts_body(counts))
 
     def snapshot(self) -> dict[str, Any]:
-        link = self.link
-        sent = self.sent + (link.traffic.sent if link else 0)
-        received = self.received + (link.traffic.received if link else 0)
-        refused = link.traffic.refused if link else 0
-        return self.status | {
-            "last_model_sha256": self.last_model_sha256,
-            "answered_round": self.answered_round,
-            "bytes_sent": sent,
-            "bytes_received": received,
-            "refused": refused,
-        }
+        return (
+            self.status
+            | self.traffic()
+            | {
+                "last_model_sha256": self.last_model_sha256,
+                "answered_round": self.answered_round,
+            }
+        )

@@ -12,10 +12,12 @@ from deai.net.codec import WireError, decode, encode
 from deai.train import LocalSpec
 from deai.transforms.compress import LEVELS, pow2_scales
 
-# Message kinds. Aggregator -> party: TRAIN, PHASE, EVALUATE, STOP, WELCOME. Party -> aggregator: HELLO,
-# UPDATE, DECLINED, PHASE_REPLY, COUNTS.
+# Message kinds. Aggregator -> party: TRAIN, PHASE, EVALUATE, STOP, WELCOME, LEDGER. Party -> aggregator:
+# HELLO, UPDATE, DECLINED, PHASE_REPLY, COUNTS. Aggregator -> validator: REVIEW (and LEDGER, STOP);
+# validator -> aggregator: REVIEWED.
 HELLO, WELCOME, TRAIN, UPDATE, DECLINED = "hello", "welcome", "train", "update", "declined"
 PHASE, PHASE_REPLY, EVALUATE, COUNTS, STOP = "phase", "phase_reply", "evaluate", "counts", "stop"
+LEDGER, REVIEW, REVIEWED = "ledger", "review", "reviewed"
 
 
 def task_body(task: TrainTask) -> bytes:

@@ -1,6 +1,8 @@
 """The task's roster: who may speak in it, by Ed25519 public key.
 
-``roster.json`` names the aggregator's key and each party's key with its dense index; every node loads
+``roster.json`` names the aggregator's key, each party's key with its dense index, the edges of a tree
+and the task's validators (their sessions on the top's hub carry negative indices, ``-1 - j``, so they
+are never mistaken for parties); every node loads
 the same file and its gate accepts frames only from the keys it lists. In a deployment each party makes
 its key with ``deai keygen --role party`` and sends the owner only the public half; ``deai launch``
 writes a roster for a local federation. The task id every frame is bound to is the SHA-256 of the
@@ -45,6 +47,7 @@ class Roster:
     parties: list[bytes]  # raw public key of party i
     names: list[str]
     edges: list[Edge] | None = None  # hierarchical: the top aggregator's children, each over parties
+    validators: list[bytes] | None = None  # ledger.validators: nodes that recompute and co-sign rounds
 
     @property
     def aggregator_id(self) -> str:
@@ -64,6 +67,10 @@ class Roster:
             return self.party_index()
         return {e.id: i for i, e in enumerate(self.edges)}
 
+    def validator_index(self) -> dict[str, int]:
+        """Validator key id -> its session index on the top's hub, ``-1 - j``."""
+        return {key_id(k): -1 - j for j, k in enumerate(self.validators or [])}
+
     def parent_of(self, party: int) -> tuple[str, bytes]:
         """The key id and key a party's frames go to and come from: the top, or its edge."""
         for e in self.edges or []:
@@ -75,6 +82,7 @@ class Roster:
         """Every key id this roster lets speak, with its public key."""
         out = {key_id(k): k for k in self.parties}
         out |= {e.id: e.public_key for e in self.edges or []}
+        out |= {key_id(k): k for k in self.validators or []}
         out[self.aggregator_id] = self.aggregator
         return out
 
@@ -91,6 +99,10 @@ class Roster:
             doc["edges"] = [
                 {"index": i, "id": e.id, "public_key": e.public_key.hex(), "children": e.children}
                 for i, e in enumerate(self.edges)
+            ]
+        if self.validators:
+            doc["validators"] = [
+                {"index": j, "id": key_id(k), "public_key": k.hex()} for j, k in enumerate(self.validators)
             ]
         atomic_write(Path(path), jsonio.dumps(doc, indent=1))
 
@@ -119,15 +131,17 @@ class Roster:
                 covered = sorted(c for e in edges for c in e.children)
                 if covered != list(range(len(parties))):
                     raise ValueError("the edges' children must cover every party exactly once")
+            found = sorted(doc.get("validators", []), key=lambda v: v["index"])
+            validators = [bytes.fromhex(v["public_key"]) for v in found] or None
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"roster {path} is not a deai roster ({err})") from None
-        if any(len(k) != 32 for k in [agg, *parties, *(e.public_key for e in edges or [])]):
+        all_keys = [agg, *parties, *(e.public_key for e in edges or []), *(validators or [])]
+        if any(len(k) != 32 for k in all_keys):
             raise ValueError(f"roster {path}: every public key must be 32 raw Ed25519 bytes in hex")
-        all_keys = [agg, *parties, *(e.public_key for e in edges or [])]
         if len(set(all_keys)) != len(all_keys):
             raise ValueError(f"roster {path}: a key appears twice")
         if num_parties is not None and len(parties) != num_parties:
             raise ValueError(
                 f"roster {path} lists {len(parties)} parties; the task (data.num_parties) has {num_parties}"
             )
-        return cls(agg, parties, names, edges)
+        return cls(agg, parties, names, edges, validators)

@@ -17,7 +17,7 @@ import queue
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -145,7 +145,8 @@ class StarHub:
     """The aggregator's end: one session per party (a party that reconnects replaces its old session).
 
     ``inbox`` receives ``(party, Envelope)`` for every accepted frame but hellos, and ``(party, None)``
-    when a party's stream ends.
+    when a party's stream ends. Validators hold negative indices: they are sessions (``members``) but not
+    parties (``connected``, ``wait_for``). ``on_join(index, hello)`` runs once each session is welcomed.
     """
 
     def __init__(
@@ -167,6 +168,7 @@ class StarHub:
         self.status = status if status is not None else {}
         self._lock = threading.Lock()
         self.joined = threading.Condition(self._lock)
+        self.on_join: Callable[[int, Envelope], None] | None = None
         self._server = grpc.server(
             ThreadPoolExecutor(max_workers=len(party_index) + 8, thread_name_prefix="star"),
             options=GRPC_OPTIONS,
@@ -204,14 +206,25 @@ class StarHub:
         return True
 
     def connected(self) -> list[int]:
+        """The parties (or edges) with an open session."""
+        with self._lock:
+            return sorted(p for p in self.sessions if p >= 0)
+
+    def members(self) -> list[int]:
+        """Every open session: parties and validators."""
         with self._lock:
             return sorted(self.sessions)
 
-    def wait_for(self, parties: int, timeout: float) -> int:
-        """Block until ``parties`` sessions are open or ``timeout`` passes; the number open."""
+    def wait_for(self, parties: int, timeout: float, *, validators: bool = False) -> int:
+        """Block until ``parties`` party sessions (or, with ``validators``, validator sessions) are open
+        or ``timeout`` passes; the number open."""
+
+        def count() -> int:
+            return sum(1 for p in self.sessions if (p < 0) == validators)
+
         with self.joined:
-            self.joined.wait_for(lambda: len(self.sessions) >= parties, timeout=timeout)
-            return len(self.sessions)
+            self.joined.wait_for(lambda: count() >= parties, timeout=timeout)
+            return count()
 
     def close(self, grace: float = 2.0) -> None:
         with self._lock:
@@ -278,6 +291,8 @@ class StarHub:
         body = self.status.get("welcome", b"")
         frame = self.sealer.seal(WELCOME, int(self.status.get("round", 0)), self.keys[party], body)
         box.put(frame)
+        if self.on_join is not None:
+            self.on_join(party, hello)
 
 
 class Disconnected(Exception):

@@ -78,12 +78,15 @@ class StarTransport:
         phase_timeout_s: float | None = None,
         min_round_s: float = 0.0,
         asynchronous: bool = False,
+        keep_frames: bool = False,
     ) -> None:
         self.hub, self.dim, self.num_classes, self.log = hub, dim, num_classes, log
         self.deadline = AdaptiveDeadline(round_timeout_s)
         self.phase_timeout_s = phase_timeout_s or round_timeout_s
         self.min_round_s = min_round_s
         self.asynchronous = asynchronous
+        self.keep_frames = keep_frames  # validators: each round's update frames, as their senders signed them
+        self.frames: dict[int, Any] = {}
         self._in_flight: dict[int, int] = {}  # FedBuff: party -> the round it was asked in, not yet back
         self._task: TrainTask | None = None
         self._waiting: set[int] = set()
@@ -93,6 +96,7 @@ class StarTransport:
 
     def dispatch(self, task: TrainTask) -> None:
         self._task, self._t0 = task, time.monotonic()
+        self.frames = {}
         self.hub.status["round"] = task.round
         body = task_body(task)
         unreachable = []
@@ -155,6 +159,8 @@ class StarTransport:
                 dropped.append(party)
                 continue
             rows[party] = batch
+            if self.keep_frames:
+                self.frames[party] = env
         late = sorted(self._waiting)
         self._waiting = set()
         if late:
@@ -214,7 +220,7 @@ class StarTransport:
             if self.hub.send(int(p), PHASE, r, body):
                 asked.add(int(p))
         replies: dict[int, bytes] = {}
-        for party, env in self._replies(asked, PHASE_REPLY, r):
+        for party, env in self.replies(asked, PHASE_REPLY, r):
             try:
                 fields, arrays = decode(env.body)
                 if fields.get("phase") != kind:
@@ -224,7 +230,7 @@ class StarTransport:
                 self.log("refused", reason="bad_phase_reply", party=party, detail=str(err))
         return replies
 
-    def _replies(self, asked: set[int], kind: str, round_: int) -> Iterator[tuple[int, Any]]:
+    def replies(self, asked: set[int], kind: str, round_: int) -> Iterator[tuple[int, Any]]:
         """Each asked party's reply of ``kind`` for ``round_`` as it arrives, until all answered, left, or
         ``phase_timeout_s`` passed (then the silent ones are logged)."""
         asked = set(asked)
@@ -251,7 +257,7 @@ class StarTransport:
         body = encode({}, {"params": params})
         asked = {p for p in self.hub.connected() if self.hub.send(p, EVALUATE, r, body)}
         got: dict[int, EvalCounts] = {}
-        for party, env in self._replies(asked, COUNTS, r):
+        for party, env in self.replies(asked, COUNTS, r):
             try:
                 got[party] = read_counts(env.body, self.num_classes)
             except WireError as err:
@@ -264,7 +270,7 @@ class StarTransport:
         return total
 
     def close(self) -> None:
-        for p in self.hub.connected():
+        for p in self.hub.members():  # parties and validators
             self.hub.send(p, STOP, self._task.round if self._task is not None else 0, b"")
         self.hub.close()
 

@@ -102,6 +102,7 @@ class Ledger:
         last = self._db.execute("SELECT seq, hash FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
         self._next, self._prev = (0, GENESIS) if last is None else (last[0] + 1, last[1])
         self._staged: list[tuple[int, str, str, str]] | None = None  # rows of an open transaction
+        self._last_text: str | None = None
 
     def __len__(self) -> int:
         return self._next
@@ -125,22 +126,47 @@ class Ledger:
             self._next, self._prev = start
             raise
 
+    def slot(self) -> tuple[int, str]:
+        """``(seq, prev)`` of the next entry: what a remote signer must bind its entry to."""
+        return self._next, self._prev
+
+    @property
+    def last_text(self) -> str | None:
+        """The canonical text of the last entry appended through this writer (staged or written)."""
+        return self._last_text
+
     def append(self, kind: str, body: dict[str, Any], signer: Identity, round_: int | None = None) -> str:
         """Append one entry (in its own transaction, or the open :meth:`transaction`'s); return its hash."""
-        entry = {
-            "v": VERSION,
-            "task": self.task,
-            "seq": self._next,
-            "prev": self._prev,
-            "kind": kind,
-            "round": round_,
-            "signer": signer.id,
-            "body": body,
-        }
-        text = canonical(entry)
+        text, digest, signature = signed_entry(self.task, *self.slot(), kind, round_, signer, body)
+        return self._put(text, digest, signature)
+
+    def append_signed(self, text: str, signature: str, public_key: bytes) -> str:
+        """Append an entry another node signed (a remote validator's review); it must be this chain's next
+        entry, signed by ``public_key``. ``ValueError`` says what is wrong with it (nothing is appended)."""
+        try:
+            entry = json.loads(text)
+        except (json.JSONDecodeError, TypeError):
+            raise ValueError("the entry is not JSON") from None
+        if not isinstance(entry, dict) or canonical(entry) != text:
+            raise ValueError("the entry is not in canonical form")
+        want = {"v": VERSION, "task": self.task, "seq": self._next, "prev": self._prev}
+        wrong = [k for k, v in want.items() if entry.get(k) != v]
+        if wrong:
+            raise ValueError(f"the entry is not this chain's next one ({', '.join(wrong)} differ)")
+        if entry.get("signer") != key_id(public_key) or not isinstance(entry.get("body"), dict):
+            raise ValueError("the entry names another signer, or has no body")
         digest = entry_hash(text)
-        signature = signer.sign(bytes.fromhex(digest)).hex()
+        try:
+            good = verify_signature(public_key, bytes.fromhex(signature), bytes.fromhex(digest))
+        except (ValueError, TypeError):
+            good = False
+        if not good:
+            raise ValueError("the signature does not verify with the signer's key")
+        return self._put(text, digest, signature)
+
+    def _put(self, text: str, digest: str, signature: str) -> str:
         row = (self._next, digest, text, signature)
+        self._last_text = text
         if self._staged is not None:
             self._staged.append(row)
         else:
@@ -153,6 +179,38 @@ class Ledger:
     def head(self, owner: Identity) -> Head:
         signature = owner.sign(head_message(self.task, self._next, self._prev)).hex()
         return Head(self.task, self._next, self._prev, signature)
+
+
+def signed_entry(
+    task: str, seq: int, prev: str, kind: str, round_: int | None, signer: Identity, body: dict[str, Any]
+) -> tuple[str, str, str]:
+    """``(text, hash, signature)`` of entry ``seq`` after ``prev``, signed by ``signer``."""
+    entry = {
+        "v": VERSION,
+        "task": task,
+        "seq": seq,
+        "prev": prev,
+        "kind": kind,
+        "round": round_,
+        "signer": signer.id,
+        "body": body,
+    }
+    text = canonical(entry)
+    digest = entry_hash(text)
+    return text, digest, signer.sign(bytes.fromhex(digest)).hex()
+
+
+def read_rows(path: Path, start: int = 0) -> list[list[Any]]:
+    """Entries ``start``.. of the ledger at ``path`` as stored ``[seq, hash, text, signature]`` (what a
+    replica is sent), read-only and unchecked."""
+    db = _connect(path, create=False)
+    try:
+        rows = db.execute(
+            "SELECT seq, hash, entry, signature FROM entries WHERE seq >= ? ORDER BY seq", (start,)
+        )
+        return [list(r) for r in _rows(rows, path)]
+    finally:
+        db.close()
 
 
 def read_entries(path: Path) -> list[dict[str, Any]]:
@@ -264,6 +322,44 @@ def _rows(cursor: sqlite3.Cursor, path: Path) -> Iterator[tuple]:
         raise LedgerError(f"{path} is damaged (SQLite says: {err}); it cannot be checked") from None
 
 
+class ChainChecker:
+    """Every check of :func:`verify`, fed one stored entry at a time in order: a replica runs it on each
+    entry it is sent, so it stores nothing the full check would refuse."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, tuple[bytes, str]] = {}  # key id -> (public key, role)
+        self.checks = RoundChecks(self.keys)
+        self.last: str | None = None
+        self.task: str | None = None
+        self.count = 0
+
+    def feed(
+        self, seq: int, stored_hash: str | bytes, text: str | bytes, signature: str | bytes
+    ) -> tuple[int, str] | None:
+        """``(position, reason)`` of the first fault entry ``seq`` shows, or None (then it is counted)."""
+        try:
+            stored_hash, text, signature = (
+                c.decode() if isinstance(c, bytes) else str(c) for c in (stored_hash, text, signature)
+            )
+        except UnicodeDecodeError:
+            return self.count, "the entry holds bytes that are not UTF-8 text"
+        count = self.count
+        entry, reason = _check_entry(
+            count, stored_hash, text, signature, self.last or GENESIS, self.task, self.keys
+        )
+        if entry is None and seq != count:
+            reason = f"entry {count} is missing (the next stored entry is {seq})"
+        if entry is not None:
+            reason = _register(entry, self.keys)
+        if reason is not None:
+            return count, reason
+        fault = self.checks.apply(count, entry, stored_hash)
+        if fault is not None:
+            return fault
+        self.task, self.last, self.count = entry["task"], stored_hash, count + 1
+        return None
+
+
 def verify(path: Path, head: Head | None = None, head_hash: str | None = None) -> Verdict:
     """Re-check every entry's hash, link, position, task and signature, and the chain against ``head``
     (a signed head) or ``head_hash`` (a published last hash, from a channel the reader trusts).
@@ -273,40 +369,27 @@ def verify(path: Path, head: Head | None = None, head_hash: str | None = None) -
     """
     db = _connect(path, create=False)
     db.text_factory = bytes  # a flipped byte may leave a column that is not UTF-8: that is a bad entry
+    chain = ChainChecker()
+
+    def verdict(valid: bool, bad: dict[str, Any] | None = None) -> Verdict:
+        checks = chain.checks
+        return Verdict(valid, chain.count, chain.last, bad, checks.rounds, checks.validators, checks.disputes)
+
+    def invalid(seq: int, reason: str) -> Verdict:
+        return verdict(False, {"seq": seq, "reason": reason})
+
     try:
         rows = db.execute("SELECT seq, hash, entry, signature FROM entries ORDER BY seq")
-        keys: dict[str, tuple[bytes, str]] = {}
-        checks = RoundChecks(keys)
-        last, task, count = None, None, 0
-
-        def verdict(valid: bool, bad: dict[str, Any] | None = None) -> Verdict:
-            return Verdict(valid, count, last, bad, checks.rounds, checks.validators, checks.disputes)
-
-        def invalid(seq: int, reason: str) -> Verdict:
-            return verdict(False, {"seq": seq, "reason": reason})
-
         for seq, *cols in _rows(rows, path):
-            try:
-                stored_hash, text, signature = (c.decode() if isinstance(c, bytes) else str(c) for c in cols)
-            except UnicodeDecodeError:
-                return invalid(count, "the entry holds bytes that are not UTF-8 text")
-            entry, reason = _check_entry(count, stored_hash, text, signature, last or GENESIS, task, keys)
-            if entry is None and seq != count:
-                reason = f"entry {count} is missing (the next stored entry is {seq})"
-            if entry is not None:
-                reason = _register(entry, keys)
-            if reason is not None:
-                return invalid(count, reason)
-            fault = checks.apply(count, entry, stored_hash)
+            fault = chain.feed(seq, *cols)
             if fault is not None:
                 return invalid(*fault)
-            task = entry["task"]
-            last, count = stored_hash, count + 1
     finally:
         db.close()
+    count, last, task, keys = chain.count, chain.last, chain.task, chain.keys
     if count == 0:
         return invalid(0, "the ledger has no entries")
-    fault = checks.close()
+    fault = chain.checks.close()
     if fault is not None:
         return invalid(*fault)
     if head_hash is not None and head_hash != last:

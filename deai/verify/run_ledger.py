@@ -24,7 +24,7 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -43,6 +43,17 @@ KEYS_DIR = "keys"
 PARTY_KEYS = "parties.json"
 
 MakeValidator = Callable[[Identity], Validator]
+
+
+class RemoteReviewers(Protocol):
+    """Validators that are other nodes: they hold their own keys and sign their own entries."""
+
+    public_keys: list[bytes]
+
+    def review(
+        self, record: RoundRecord, result: dict[str, Any], digest: str, ledger: Ledger, model_before: str
+    ) -> None:
+        """Append (``ledger.append_signed``) each validator's signed review of the result just appended."""
 
 
 def check_resumable(run_dir: Path, validators: int = 0, parties: int | None = None) -> None:
@@ -102,7 +113,7 @@ class _Keys:
 class _Existing:
     """What an existing ledger recorded: its task id and, per round, the result's body and entry hash."""
 
-    def __init__(self, path: Path, keys: _Keys) -> None:
+    def __init__(self, path: Path, keys: _Keys, remote_keys: list[bytes] = ()) -> None:
         try:
             entries = read_entries(path)
         except LedgerError as err:
@@ -116,7 +127,7 @@ class _Existing:
                 f"the run's ledger: {path} was started by another owner key than keys/owner.key"
             )
         registered = {e["body"].get("public_key") for e in entries if e.get("kind") == "joined"}
-        mine = {v.public_key.hex() for v in keys.validators}
+        mine = {v.public_key.hex() for v in keys.validators} | {k.hex() for k in remote_keys}
         if keys.parties is not None:
             mine |= {k.hex() for k in keys.parties.public_keys}
         if not mine <= registered:
@@ -155,7 +166,10 @@ class RunLedger:
         parties: int | None = None,
         incentives: dict[str, float] | None = None,
         commit_reveal: bool = False,
+        remote: RemoteReviewers | None = None,
     ) -> None:
+        self.remote = remote
+        self.model_before = ""  # the model the next round starts from (set by check_start)
         if validators and make_validator is None:
             raise ValueError("validators need make_validator")
         self.path = Path(run_dir) / LEDGER_FILE
@@ -164,7 +178,7 @@ class RunLedger:
         reputation: dict[str, float] = {}  # each party's reputation after the last recorded round
         if self.path.exists():
             self.keys = _Keys.load(keys_dir, validators, parties)
-            existing = _Existing(self.path, self.keys)
+            existing = _Existing(self.path, self.keys, [] if remote is None else remote.public_keys)
             self.recorded = existing.results  # round -> (result body, its entry hash)
             self.ledger = Ledger(self.path, existing.task)
             reputation = existing.reputation
@@ -204,16 +218,16 @@ class RunLedger:
         with self.ledger.transaction() as tx:
             tx.append("task_created", created, k.owner)
             tx.append("joined", {"public_key": k.aggregator.public_key.hex(), "role": "aggregator"}, k.owner)
-            for v in k.validators:
-                tx.append("joined", {"public_key": v.public_key.hex(), "role": "validator"}, k.owner)
+            remote = self.remote.public_keys if self.remote else []
+            for v in [*(v.public_key for v in k.validators), *remote]:
+                tx.append("joined", {"public_key": v.hex(), "role": "validator"}, k.owner)
             for i, key in enumerate([] if k.parties is None else k.parties.public_keys):
                 tx.append("joined", {"public_key": key.hex(), "role": "party", "party": i, **party}, k.owner)
 
     def check_start(self, round_: int, params: np.ndarray) -> None:
         """A resumed run starts from its checkpoint: that model must be the one the ledger recorded."""
-        if round_ in self.recorded and self.recorded[round_][0]["model_sha256"] != params_hash(
-            params, self.layout
-        ):
+        self.model_before = params_hash(params, self.layout)  # what the next round starts from
+        if round_ in self.recorded and self.recorded[round_][0]["model_sha256"] != self.model_before:
             raise ConfigError(
                 f"resume: the checkpoint of round {round_} holds another model than the ledger recorded "
                 "for that round; the run directory was changed"
@@ -250,6 +264,7 @@ class RunLedger:
                 )
             for v in self.validators:
                 v.recompute(record)  # keep each validator's model where it was
+            self.model_before = model
             return
         body = self.result_body(record)
         with self.ledger.transaction() as tx:
@@ -261,6 +276,8 @@ class RunLedger:
             for v in self.validators:
                 kind, review = v.review(record, body, digest)
                 tx.append(kind, review, v.identity, r)
+            if self.remote is not None:
+                self.remote.review(record, body, digest, tx, self.model_before)
             for party, proof in sorted((record.evidence or {}).items()):  # a provably broken commit-reveal
                 tx.append("slash", {"party": party, **proof}, self.keys.aggregator, r)
             if "values" in record.metrics:  # the owner values the round on its own evaluation rows
@@ -269,6 +286,7 @@ class RunLedger:
                     rewards = self.book.settle(record.metrics["values"], body["rejected"])
                     tx.append("rewards", rewards, self.keys.owner, r)
         self.recorded[r] = (body, digest)
+        self.model_before = body["model_sha256"]
 
     def head(self) -> Head:
         return self.ledger.head(self.keys.owner)
