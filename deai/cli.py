@@ -559,7 +559,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
     net = cfg.network
     shape = {
         "star": "an aggregator",
-        "hierarchical": f"{net.edges} edge aggregators and a top aggregator",
+        "hierarchical": f"{' + '.join(map(str, net.edge_levels))} edge aggregators and a top aggregator",
         "p2p": "no coordinator (peer-to-peer)",
     }[net.topology]
     say(escape(f"launching {cfg.data.num_parties} party processes and {shape} under {out}"))

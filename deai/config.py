@@ -356,13 +356,31 @@ class NetworkSection(_Strict):
     consensus_rounds: int = Field(
         5, ge=0, description="p2p: gossip rounds without local training after run.rounds, so peers agree"
     )
-    edges: int = Field(
-        2, ge=1, description="hierarchical: edge aggregators (parties split in contiguous blocks)"
+    edges: int | list[int] = Field(
+        2,
+        description="hierarchical: edge aggregators (parties split in contiguous blocks); a list gives "
+        "each level's count from the top down, e.g. [2, 4]: 2 edges under the top, 4 leaf edges below them",
     )
     edge_aggregator: str = Field(
         "mean", description="hierarchical: the rule each edge applies to its parties"
     )
     edge_aggregator_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("edges")
+    @classmethod
+    def _levels(cls, v: int | list[int]) -> int | list[int]:
+        levels = [v] if isinstance(v, int) else v
+        if not levels or any(n < 1 for n in levels):
+            raise ValueError("give a positive number of edges, or a non-empty list of positive counts")
+        if any(b < a for a, b in zip(levels, levels[1:], strict=False)):
+            raise ValueError(f"{v}: each level needs at least as many edges as the one above it")
+        return v
+
+    @property
+    def edge_levels(self) -> list[int]:
+        """Edges per level, from the top's children down to the leaf edges over the parties."""
+        return [self.edges] if isinstance(self.edges, int) else list(self.edges)
+
     round_timeout_s: float = Field(
         300.0, gt=0, description="longest wait for a round's answers; the deadline adapts below it"
     )

@@ -60,9 +60,15 @@ def network_limits(cfg: ExperimentConfig) -> list[str]:
         out.append("valuation and incentives run in the simulator only so far; set valuation.method = 'none'")
     net = cfg.network
     if net.topology == "hierarchical":
-        if net.edges > cfg.data.num_parties:
+        if net.edge_levels[-1] > cfg.data.num_parties:
             out.append(
-                f"network.edges = {net.edges} is more than the {cfg.data.num_parties} parties; lower it"
+                f"network.edges = {net.edges}: {net.edge_levels[-1]} leaf edges for "
+                f"{cfg.data.num_parties} parties; lower it"
+            )
+        if len(net.edge_levels) > 1 and net.edge_aggregator in ("secagg", "he_ckks"):
+            out.append(
+                f"network.edge_aggregator {net.edge_aggregator!r} needs parties below it, and an inner edge "
+                "of a deeper tree has edges below it: use one level of edges, or a mean or robust rule"
             )
         if cfg.privacy.mode != "none" or cfg.strategy.aggregator in ("secagg", "he_ckks"):
             out.append(

@@ -21,9 +21,25 @@ import numpy as np
 
 from deai.config import ConfigError, ExperimentConfig
 from deai.net.node import ADDRESS_FILE
-from deai.net.roster import Roster
+from deai.net.roster import Edge, Roster
 from deai.report.artifacts import atomic_write
 from deai.verify.identity import Identity
+
+
+def tree_layout(levels: list[int], parties: int) -> list[tuple[int | None, list[int]]]:
+    """``(parent, parties)`` of every edge, level by level from the top: each level's edges split the one
+    above's in contiguous runs, and the leaf edges split the parties in contiguous blocks."""
+    out: list[tuple[int | None, list[int]]] = []
+    above: list[int | None] = [None]
+    for depth, count in enumerate(levels):
+        first = len(out)
+        for j, run in enumerate(np.array_split(np.arange(count), len(above))):
+            out += [(above[j], []) for _ in run]
+        if depth == len(levels) - 1:
+            for k, block in enumerate(np.array_split(np.arange(parties), count)):
+                out[first + k] = (out[first + k][0], [int(p) for p in block])
+        above = list(range(first, first + count))
+    return out
 
 
 class LocalFederation:
@@ -72,16 +88,12 @@ class LocalFederation:
             ident.save(keys / f"{party_dir_name(p, self.n)}.key")
             parties.append(ident.public_key)
         edges = None
-        if self.cfg.network.topology == "hierarchical":  # contiguous blocks of parties under each edge
-            import numpy as np
-
-            from deai.net.roster import Edge
-
+        if self.cfg.network.topology == "hierarchical":
             edges = []
-            for e, block in enumerate(np.array_split(np.arange(self.n), self.cfg.network.edges)):
+            for e, (parent, block) in enumerate(tree_layout(self.cfg.network.edge_levels, self.n)):
                 ident = Identity.generate("aggregator")
                 ident.save(keys / f"edge-{e}.key")
-                edges.append(Edge(ident.public_key, [int(p) for p in block]))
+                edges.append(Edge(ident.public_key, block, parent))
         validators = []
         for j in range(self.validators):
             ident = Identity.generate("validator")
@@ -188,14 +200,16 @@ class LocalFederation:
         return out
 
     def start_edges(self, timeout: float = 60.0) -> None:
-        """Start every edge aggregator (hierarchical), each dialing the top; wait until each listens."""
-        for e in range(len(self.edges or [])):
+        """Start every edge aggregator (hierarchical), top level first, each dialing its parent (the top
+        or an edge above); wait until each listens."""
+        for e, edge in enumerate(self.edges or []):
             name = f"edge-{e}"
             state = self.state_dir(name)
             (state / ADDRESS_FILE).unlink(missing_ok=True)
+            parent = self.address.split(",")[0] if edge.parent is None else self.edge_address[edge.parent]
             proc = self._spawn(name, [
                 "--role", "edge", "--data", str(self.split), "--listen", "127.0.0.1:0",
-                "--connect", self.address.split(",")[0], "--key", str(self.out / "keys" / f"{name}.key"),
+                "--connect", parent, "--key", str(self.out / "keys" / f"{name}.key"),
             ])  # fmt: skip
             end = time.monotonic() + timeout
             while not (state / ADDRESS_FILE).is_file():

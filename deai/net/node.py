@@ -331,9 +331,10 @@ def _top_index(index: Any, roster: Roster) -> Any:
         raise ConfigError(
             "network.topology = 'hierarchical' needs a roster with edges (deai launch writes one)"
         )
-    sizes = np.array([int(index.train_sizes[e.children].sum()) for e in roster.edges], dtype=np.int64)
-    names = [f"edge-{i}" for i in range(len(roster.edges))]
-    return dataclasses.replace(index, num_parties=len(roster.edges), party_names=names, train_sizes=sizes)
+    top = roster.child_edges(None)
+    sizes = np.array([int(index.train_sizes[roster.parties_under(e)].sum()) for e in top], dtype=np.int64)
+    names = [f"edge-{e}" for e in top]
+    return dataclasses.replace(index, num_parties=len(top), party_names=names, train_sizes=sizes)
 
 
 def _edge(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
@@ -364,17 +365,23 @@ def _edge(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     if not mine:
         raise ConfigError(f"--key {args.key} is not an edge key in the roster")
     e = mine[0]
-    children = roster.edges[e].children
+    inner = roster.child_edges(e)  # an inner edge of a deeper tree aggregates edges, not parties
+    if inner:
+        below = {roster.edges[c].id: roster.local_index(c) for c in inner}
+        below_keys = {roster.edges[c].id: roster.edges[c].public_key for c in inner}
+    else:
+        below = {key_id(roster.parties[c]): c for c in roster.edges[e].children}
+        below_keys = {key_id(roster.parties[c]): roster.parties[c] for c in roster.edges[e].children}
+    children = sorted(below.values())
     max_bytes = int(net.max_message_mb * 2**20)
-    below = {key_id(roster.parties[c]): c for c in children}
-    gate = Gate(tid, identity.id, {k: roster.parties[c] for k, c in below.items()}, max_bytes)
+    gate = Gate(tid, identity.id, below_keys, max_bytes)
     try:
         hub = StarHub(args.listen, gate, Sealer(identity, tid), below, log)
     except (OSError, RuntimeError) as err:
         raise ConfigError(f"--listen {args.listen}: cannot listen there ({err})") from None
     host = args.listen.split(",")[0].rpartition(":")[0]
     atomic_write(args.state / ADDRESS_FILE, f"{host}:{hub.port}\n")
-    log("listening", address=f"{host}:{hub.port}", edge=e, parties=len(children))
+    log("listening", address=f"{host}:{hub.port}", edge=e, children=len(children), inner=bool(inner))
     model = build_model(cfg, index)
     transport = StarTransport(
         hub, model.layout.dim, index.num_classes, log, round_timeout_s=net.round_timeout_s
@@ -391,11 +398,12 @@ def _edge(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     have = hub.wait_for(len(children), net.join_timeout_s)
     log("group", joined=have, of=len(children))
     strategy, _ = task_strategy(cfg, cfg.data.num_parties)
-    program = EdgeProgram(e, children, model, rule, transport, cfg, log)
-    up_gate = Gate(tid, identity.id, {roster.aggregator_id: roster.aggregator}, max_bytes)
+    program = EdgeProgram(roster.local_index(e), children, model, rule, transport, cfg, log)
+    parent_id, parent_key = roster.edge_parent(e)
+    up_gate = Gate(tid, identity.id, {parent_id: parent_key}, max_bytes)
 
     def connect() -> StarLink:
-        return StarLink(args.connect, up_gate, Sealer(identity, tid), roster.aggregator_id, log)
+        return StarLink(args.connect, up_gate, Sealer(identity, tid), parent_id, log)
 
     # the edge's replica is its parties' source: what the top sends it goes on down the tree
     feed = LedgerFeed(hub, lambda: args.state / REPLICA_FILE if cfg.ledger.enabled else None, log)

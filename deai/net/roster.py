@@ -31,10 +31,12 @@ def task_id(cfg: ExperimentConfig) -> str:
 
 @dataclass(frozen=True)
 class Edge:
-    """An edge aggregator of a two-level tree: its key and the parties (global indices) below it."""
+    """An edge aggregator of a tree: its key, its parent edge (global index; None: the top), and for a
+    leaf edge the parties (global indices) below it. An inner edge's children are the edges naming it."""
 
     public_key: bytes
     children: list[int]
+    parent: int | None = None
 
     @property
     def id(self) -> str:
@@ -62,10 +64,31 @@ class Roster:
         return {k: i for i, k in enumerate(self.party_ids)}
 
     def children_of_top(self) -> dict[str, int]:
-        """Who dials the top aggregator: the parties, or in a tree the edges (key id -> index)."""
+        """Who dials the top aggregator: the parties, or in a tree the top's edges (key id -> index)."""
         if self.edges is None:
             return self.party_index()
-        return {e.id: i for i, e in enumerate(self.edges)}
+        return {self.edges[i].id: self.local_index(i) for i in self.child_edges(None)}
+
+    def child_edges(self, edge: int | None) -> list[int]:
+        """The global indices of the edges under ``edge`` (None: under the top), in order."""
+        return [i for i, e in enumerate(self.edges or []) if e.parent == edge]
+
+    def local_index(self, edge: int) -> int:
+        """Edge ``edge``'s index as its parent sees it: its place among its siblings."""
+        return self.child_edges(self.edges[edge].parent).index(edge)
+
+    def edge_parent(self, edge: int) -> tuple[str, bytes]:
+        """The key id and key edge ``edge`` dials: its parent edge's, or the top's."""
+        parent = self.edges[edge].parent
+        if parent is None:
+            return self.aggregator_id, self.aggregator
+        return self.edges[parent].id, self.edges[parent].public_key
+
+    def parties_under(self, edge: int) -> list[int]:
+        """Every party in edge ``edge``'s subtree."""
+        return sorted(
+            [*self.edges[edge].children, *(p for c in self.child_edges(edge) for p in self.parties_under(c))]
+        )
 
     def validator_index(self) -> dict[str, int]:
         """Validator key id -> its session index on the top's hub, ``-1 - j``."""
@@ -97,9 +120,10 @@ class Roster:
         }
         if self.edges is not None:
             doc["edges"] = [
-                {"index": i, "id": e.id, "public_key": e.public_key.hex(), "children": e.children}
+                {"index": i, "id": e.id, "public_key": e.public_key.hex(), "children": e.children,
+                 "parent": e.parent}
                 for i, e in enumerate(self.edges)
-            ]
+            ]  # fmt: skip
         if self.validators:
             doc["validators"] = [
                 {"index": j, "id": key_id(k), "public_key": k.hex()} for j, k in enumerate(self.validators)
@@ -125,12 +149,23 @@ class Roster:
             edges = None
             if "edges" in doc:
                 edges = [
-                    Edge(bytes.fromhex(e["public_key"]), [int(c) for c in e["children"]])
+                    Edge(
+                        bytes.fromhex(e["public_key"]),
+                        [int(c) for c in e["children"]],
+                        None if e.get("parent") is None else int(e["parent"]),
+                    )
                     for e in sorted(doc["edges"], key=lambda e: e["index"])
                 ]
                 covered = sorted(c for e in edges for c in e.children)
                 if covered != list(range(len(parties))):
                     raise ValueError("the edges' children must cover every party exactly once")
+                for i, e in enumerate(edges):  # a parent comes before its children: no cycles
+                    if e.parent is not None and not 0 <= e.parent < i:
+                        raise ValueError(f"edge {i}'s parent must be an earlier edge; got {e.parent}")
+                    if e.parent is not None and edges[e.parent].children:
+                        raise ValueError(f"edge {e.parent} holds parties, so it cannot have child edges")
+                    if not e.children and not any(c.parent == i for c in edges):
+                        raise ValueError(f"edge {i} has neither parties nor edges below it")
             found = sorted(doc.get("validators", []), key=lambda v: v["index"])
             validators = [bytes.fromhex(v["public_key"]) for v in found] or None
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:

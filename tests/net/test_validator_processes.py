@@ -139,40 +139,45 @@ def test_a_roster_without_the_tasks_validators_is_refused_by_name(tmp_path):
             fed.start_aggregator(timeout=60)
 
 
-def test_in_a_tree_each_edge_passes_the_ledger_down_and_validators_check_the_edges_updates(tmp_path):
-    """Hierarchical: the top's validators recompute from the edges' signed frames; each edge's replica is
-    its parties' source, so the ledger reaches every node of the tree, level by level."""
+def test_a_three_level_tree_matches_the_flat_model_and_passes_the_ledger_down_level_by_level(tmp_path):
+    """Edges under edges under the top (2 inner edges over 3 leaf edges over 6 parties): the weighted
+    means of weighted means are the flat mean, up to float rounding. The top's validators recompute from
+    the inner edges' signed frames; each edge's replica is its children's source, so the ledger reaches
+    every node of the tree."""
+    import numpy as np
+
+    import deai
+    from deai.params import load_params
+
     cfg = task(
         rounds=3,
-        data={"num_parties": 4},
+        data={"num_parties": 6},
         ledger={"validators": 2},
-        network={"topology": "hierarchical", "edges": 2, "reconnect_s": 60, "join_timeout_s": 90},
+        network={"topology": "hierarchical", "edges": [2, 3], "reconnect_s": 60, "join_timeout_s": 90},
     )
     with LocalFederation(cfg, tmp_path / "fed") as fed:
         fed.prepare()
         fed.start_aggregator()
         fed.start_validators()
         fed.start_edges()
-        for p in range(4):
+        for p in range(6):
             fed.start_party(p)
         summary = run_to_end(fed)
+        tree, _, _ = load_params(fed.state_dir("aggregator") / "run" / "final.npz")
+        np.testing.assert_allclose(tree, deai.run(cfg, write=False).params, atol=1e-5)
+        joined = {e["party"] for e in fed.events("aggregator") if e["event"] == "joined"}
+        assert joined == {0, 1, -1, -2}  # the top talks to its two edges and the two validators only
+        inner = [e for i in (0, 1) for e in fed.events(f"edge-{i}") if e["event"] == "group"]
+        assert sorted(g["of"] for g in inner) == [1, 2]  # leaves 2, 3 under edge 0; leaf 4 under edge 1
         head = Head.from_dict(summary["ledger"])
         files = replicas(fed)
-        assert sorted(files) == sorted(
-            [
-                "aggregator",
-                "edge-0",
-                "edge-1",
-                "validator-0",
-                "validator-1",
-                *(f"party-{p:05d}" for p in range(4)),
-            ]
-        )
+        names = ["aggregator", *(f"edge-{e}" for e in range(5)), "validator-0", "validator-1"]
+        assert sorted(files) == sorted([*names, *(f"party-{p:05d}" for p in range(6))])
         for name, path in files.items():
             verdict = verify(path, head)
             assert verdict.valid and verdict.rounds == 3 and verdict.validators == 2, (
                 name,
                 verdict.first_bad,
             )
-        entries = read_entries(files["party-00003"])
+        entries = read_entries(files["party-00005"])
         assert all(len(reviewers(entries, r)) == 2 for r in (1, 2, 3))  # both validators, every round
