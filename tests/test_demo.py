@@ -36,4 +36,8 @@ def test_demo_runs_end_to_end_and_writes_its_report(tmp_path):
     nodes = {r["check"]: r["value"] for r in summary["nodes"]}
     assert nodes["same model as the simulator, bit for bit"] == "True"
     assert nodes["party killed after sending its masked input"].startswith("party 4")
+    witnessed = {r["check"]: r["value"] for r in summary["validators"]}
+    assert witnessed["rounds co-signed by more than 2/3 of the validators"] == "5 of 5"
+    assert witnessed["false co-signatures refused by the aggregator"] == "5"
+    assert witnessed["ledger replicas (parties, validators) that verify against the signed head"] == "14 of 14"
     assert "Real nodes" in page
