@@ -170,10 +170,15 @@ class LocalFederation:
         raise TimeoutError(f"the aggregator did not listen within {timeout:g} s")
 
     def start_peers(
-        self, *peers: int, timeout: float = 120.0, extra: dict[int, list[str]] | None = None
+        self,
+        *peers: int,
+        timeout: float = 120.0,
+        extra: dict[int, list[str]] | None = None,
+        wrap: dict[int, tuple[str, ...]] | None = None,
     ) -> None:
-        """Start peers (p2p): the first listed (or the first already running) bootstraps the others."""
-        extra = extra or {}
+        """Start peers (p2p): the first listed (or the first already running) bootstraps the others;
+        ``wrap[p]`` prefixes peer ``p``'s command (e.g. ``ip netns exec NS``)."""
+        extra, wrap = extra or {}, wrap or {}
         for p in peers or range(self.n):
             name = self.party_name(p)
             state = self.state_dir(name)
@@ -182,7 +187,7 @@ class LocalFederation:
                     "--key", str(self.out / "keys" / f"{name}.key"), *extra.get(p, [])]  # fmt: skip
             if self.address:
                 argv += ["--connect", self.address]
-            proc = self._spawn(name, argv)
+            proc = self._spawn(name, argv, wrap.get(p, ()))
             if not self.address:  # the bootstrap peer: everyone else dials its multiaddress
                 end = time.monotonic() + timeout
                 while not (state / ADDRESS_FILE).is_file():

@@ -1,4 +1,4 @@
-"""A party cut off from the aggregator by a real network partition, then healed.
+"""A party cut off from the aggregator by a real network partition, then healed; a peer with no inbound port.
 
 The test makes its own network namespace joined to the host by a veth pair (10.77.x.1 on the host side,
 10.77.x.2 inside), runs party 9 inside it, and takes the namespace's end of the link down and up again.
@@ -9,6 +9,7 @@ test creates is removed in ``finally``, and every process is ended by PID.
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 
@@ -91,3 +92,38 @@ def test_a_partitioned_party_misses_rounds_by_deadline_and_rejoins_when_healed(t
     assert trained[-1] == 50 and any(r > healed_at for r in trained)  # back in after healing
     assert lines[-1]["participants"] == 10
     assert len(trained) == len(set(trained))
+
+
+def test_a_peer_with_no_inbound_port_gossips_on_the_connections_it_dials(tmp_path, namespace):
+    """Peer 4 runs in the namespace and listens only on the namespace's own loopback: no other peer can
+    open a connection to it (as behind a NAT or a firewall that admits no inbound). It dials out to the
+    bootstrap peer through the veth link. Every exchange of every round must still happen, so all five
+    models equal the in-process gossip reference bit for bit."""
+    pytest.importorskip("hivemind")
+    from .gossip_reference import gossip_reference
+    from .test_gossip_rules import p2p_task
+    from .test_p2p_processes import final_models
+
+    ns, _, host_ip = namespace
+    cfg = p2p_task()
+    with LocalFederation(cfg, tmp_path / "p2p") as fed:
+        fed.prepare()
+        public = {p: ["--listen", f"{host_ip}:0"] for p in range(4)}
+        fed.start_peers(*range(4), extra=public)
+        fed.start_peers(4, extra={4: ["--listen", "127.0.0.1:0"]}, wrap={4: ("ip", "netns", "exec", ns)})
+        address = fed.state_dir("party-00004") / "address"
+        end = time.monotonic() + 60
+        while not address.is_file() and time.monotonic() < end:
+            time.sleep(0.1)
+        port = int(address.read_text().split(",")[0].split("/tcp/")[1].split("/")[0])
+        with pytest.raises(OSError):  # while it runs: its port is closed to everyone outside it
+            socket.create_connection((host_ip.rsplit(".", 1)[0] + ".2", port), timeout=3).close()
+        for p in range(5):
+            assert fed.procs[fed.party_name(p)].wait(240) == 0, fed.stderr(fed.party_name(p))
+        got = final_models(fed)
+        hidden = fed.events("party-00004")
+    ref, _ = gossip_reference(cfg)
+    np.testing.assert_array_equal(got, ref)
+    listening = [e for e in hidden if e["event"] == "listening"][0]
+    assert all("/ip4/127.0.0.1/" in m for m in listening["maddrs"])  # nothing another peer could dial
+    assert not [e for e in hidden if e["event"] in ("send_failed", "refused")]
