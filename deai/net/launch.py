@@ -184,9 +184,10 @@ class LocalFederation:
             state = self.state_dir(name)
             (state / ADDRESS_FILE).unlink(missing_ok=True)
             argv = ["--role", "peer", "--data", str(self.split / name), "--listen", "127.0.0.1:0",
-                    "--key", str(self.out / "keys" / f"{name}.key"), *extra.get(p, [])]  # fmt: skip
+                    "--key", str(self.out / "keys" / f"{name}.key")]  # fmt: skip
             if self.address:
                 argv += ["--connect", self.address]
+            argv += extra.get(p, [])  # last: a peer's own --listen or --connect wins
             proc = self._spawn(name, argv, wrap.get(p, ()))
             if not self.address:  # the bootstrap peer: everyone else dials its multiaddress
                 end = time.monotonic() + timeout

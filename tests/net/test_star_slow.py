@@ -4,12 +4,14 @@ Compression on the wire, FedBuff with real stragglers, and a party's own privacy
 each starts real processes like ``test_star_processes.py`` (whose helpers it uses) and ends them by PID.
 """
 
+import signal
+
 import numpy as np
 import pytest
 
 from deai.net.launch import LocalFederation, launch
 
-from .test_star_processes import metrics, simulated_hash, task
+from .test_star_processes import metrics, simulated_hash, task, wait_until
 
 pytestmark = [pytest.mark.network_slow, pytest.mark.slow]
 
@@ -84,3 +86,28 @@ def test_each_party_node_enforces_its_own_privacy_budget_across_a_crash(tmp_path
     declined = [e["round"] for e in events if e["event"] == "declined"]
     assert [e["answered_round"] for e in events if e["event"] == "restored"] == [2]
     assert len(trained) == 4 and trained[:2] == [1, 2] and declined and min(declined) > max(trained)
+
+
+def test_a_party_given_a_fresh_certificate_mid_run_rejoins_from_its_state(tmp_path):
+    """Certificate rotation as documented: the owner issues party 3 a new certificate from the same task
+    CA, the party restarts with the same state directory and takes part again; it never trains a round
+    twice."""
+    from deai.net.tls import issue
+
+    cfg = task(rounds=8, network={"min_round_s": 1.0, "reconnect_s": 60, "join_timeout_s": 60})
+    with LocalFederation(cfg, tmp_path / "fed", tls=True) as fed:
+        fed.prepare()
+        fed.start_aggregator()
+        for p in range(10):
+            fed.start_party(p)
+        wait_until(lambda: len(metrics(fed)) >= 2, 120, "two rounds")
+        old = (fed.out / "tls" / "party-00003" / "node.crt").read_bytes()
+        fed.kill("party-00003", signal.SIGTERM)
+        issue(fed.out / "tls" / "ca", "party-00003", fed.out / "tls" / "party-00003")
+        assert (fed.out / "tls" / "party-00003" / "node.crt").read_bytes() != old
+        fed.start_party(3)
+        assert fed.wait_aggregator(240) == 0, fed.stderr("aggregator")
+        trained = [e["round"] for e in fed.events("party-00003") if e["event"] == "trained"]
+        lines = metrics(fed)
+    assert len(trained) == len(set(trained)) and trained[-1] == 8  # back in, each round once
+    assert lines[-1]["participants"] == 10
