@@ -31,8 +31,17 @@ class LedgerReplica:
         self._db = _connect(self.path, create=True)
         self.checker = ChainChecker()
         self.head: str | None = None
-        rows = self._db.execute("SELECT seq, hash, entry, signature FROM entries ORDER BY seq")
-        for seq, *cols in _rows(rows, self.path):
+        try:
+            rows = list(
+                _rows(
+                    self._db.execute("SELECT seq, hash, entry, signature FROM entries ORDER BY seq"),
+                    self.path,
+                )
+            )
+        except LedgerError:
+            self._db.close()
+            raise
+        for seq, *cols in rows:
             fault = self.checker.feed(seq, *cols)
             if fault is not None:
                 self._db.close()
