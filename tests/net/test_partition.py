@@ -7,10 +7,6 @@ test creates is removed in ``finally``, and every process is ended by PID.
 """
 
 import json
-import os
-import shutil
-import socket
-import subprocess
 import time
 
 import numpy as np
@@ -19,32 +15,9 @@ import pytest
 from deai.config import parse_config
 from deai.net.launch import LocalFederation
 
+from .conftest import ip
+
 pytestmark = [pytest.mark.network, pytest.mark.slow]
-
-
-def ip(*args: str, check: bool = True) -> None:
-    subprocess.run(["ip", *args], check=check, capture_output=True, timeout=30)
-
-
-@pytest.fixture
-def namespace():
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("network namespaces need root and iproute2")
-    n = os.getpid() % 200 + 20
-    ns, host_end, ns_end = f"deai-part-{n}", f"dpa{n}", f"dpb{n}"
-    try:
-        ip("netns", "add", ns)
-        ip("link", "add", host_end, "type", "veth", "peer", "name", ns_end)
-        ip("link", "set", ns_end, "netns", ns)
-        ip("addr", "add", f"10.77.{n}.1/24", "dev", host_end)
-        ip("link", "set", host_end, "up")
-        ip("netns", "exec", ns, "ip", "addr", "add", f"10.77.{n}.2/24", "dev", ns_end)
-        ip("netns", "exec", ns, "ip", "link", "set", ns_end, "up")
-        ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")
-        yield ns, ns_end, f"10.77.{n}.1"
-    finally:
-        ip("link", "del", host_end, check=False)
-        ip("netns", "del", ns, check=False)
 
 
 def test_a_partitioned_party_misses_rounds_by_deadline_and_rejoins_when_healed(tmp_path, namespace):
@@ -92,38 +65,3 @@ def test_a_partitioned_party_misses_rounds_by_deadline_and_rejoins_when_healed(t
     assert trained[-1] == 50 and any(r > healed_at for r in trained)  # back in after healing
     assert lines[-1]["participants"] == 10
     assert len(trained) == len(set(trained))
-
-
-def test_a_peer_with_no_inbound_port_gossips_on_the_connections_it_dials(tmp_path, namespace):
-    """Peer 4 runs in the namespace and listens only on the namespace's own loopback: no other peer can
-    open a connection to it (as behind a NAT or a firewall that admits no inbound). It dials out to the
-    bootstrap peer through the veth link. Every exchange of every round must still happen, so all five
-    models equal the in-process gossip reference bit for bit."""
-    pytest.importorskip("hivemind")
-    from .gossip_reference import gossip_reference
-    from .test_gossip_rules import p2p_task
-    from .test_p2p_processes import final_models
-
-    ns, _, host_ip = namespace
-    cfg = p2p_task()
-    with LocalFederation(cfg, tmp_path / "p2p") as fed:
-        fed.prepare()
-        public = {p: ["--listen", f"{host_ip}:0"] for p in range(4)}
-        fed.start_peers(*range(4), extra=public)
-        fed.start_peers(4, extra={4: ["--listen", "127.0.0.1:0"]}, wrap={4: ("ip", "netns", "exec", ns)})
-        address = fed.state_dir("party-00004") / "address"
-        end = time.monotonic() + 60
-        while not address.is_file() and time.monotonic() < end:
-            time.sleep(0.1)
-        port = int(address.read_text().split(",")[0].split("/tcp/")[1].split("/")[0])
-        with pytest.raises(OSError):  # while it runs: its port is closed to everyone outside it
-            socket.create_connection((host_ip.rsplit(".", 1)[0] + ".2", port), timeout=3).close()
-        for p in range(5):
-            assert fed.procs[fed.party_name(p)].wait(240) == 0, fed.stderr(fed.party_name(p))
-        got = final_models(fed)
-        hidden = fed.events("party-00004")
-    ref, _ = gossip_reference(cfg)
-    np.testing.assert_array_equal(got, ref)
-    listening = [e for e in hidden if e["event"] == "listening"][0]
-    assert all("/ip4/127.0.0.1/" in m for m in listening["maddrs"])  # nothing another peer could dial
-    assert not [e for e in hidden if e["event"] in ("send_failed", "refused")]

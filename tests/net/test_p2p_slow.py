@@ -1,0 +1,92 @@
+"""Slower peer-to-peer variants, behind ``pytest -m network_slow`` (CI runs them too): churn (a late
+peer and a killed one) and a peer with no inbound port in a test-made network namespace.
+
+Every process is started through :class:`LocalFederation` and ended by PID; the namespace fixture
+removes what it made.
+"""
+
+import json
+import signal
+import socket
+import time
+
+import numpy as np
+import pytest
+
+from deai.net.launch import LocalFederation
+
+from .gossip_reference import gossip_reference
+from .test_gossip_rules import p2p_task
+from .test_p2p_processes import final_models
+
+pytestmark = [pytest.mark.network_slow, pytest.mark.slow]
+pytest.importorskip("hivemind")
+
+
+def test_a_late_peer_fetches_the_current_model_and_a_killed_peer_resumes(tmp_path):
+    cfg = p2p_task(run={"rounds": 80, "checkpoint_every": 1}, network={"min_parties": 4})
+    with LocalFederation(cfg, tmp_path / "p2p") as fed:
+        fed.prepare()
+        fed.start_peers(0, 1, 2, 3)
+        path = fed.state_dir("party-00001") / "run" / "metrics.jsonl"
+        end = time.monotonic() + 120
+        while (not path.is_file() or len(path.read_text().splitlines()) < 10) and time.monotonic() < end:
+            time.sleep(0.1)
+        fed.start_peers(4)  # late: the others are past round 10
+        fed.kill("party-00002", signal.SIGKILL)
+        fed.start_peers(2)  # the same state directory
+        for p in range(5):
+            assert fed.procs[fed.party_name(p)].wait(300) == 0, fed.stderr(fed.party_name(p))
+        late = fed.events("party-00004")
+        again = fed.events("party-00002")
+        models = final_models(fed)
+        rounds = [
+            json.loads(x)["round"]
+            for x in (fed.state_dir("party-00004") / "run" / "metrics.jsonl").read_text().splitlines()
+        ]
+    import psutil
+
+    # SIGKILL left the killed peer's DHT child and p2pd orphaned: the federation ended its whole group
+    left = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+    assert not left, [p.info["cmdline"][:4] for p in left]
+    fetched = [e for e in late if e["event"] == "fetched_state"]
+    assert fetched and fetched[0]["round"] >= 10 and rounds[0] == fetched[0]["round"] + 1
+    assert [e for e in again if e["event"] == "resumed" and e["round"] > 0]
+    spread = np.linalg.norm(models - models.mean(axis=0), axis=1).max()
+    assert spread < 1e-3 * np.linalg.norm(models.mean(axis=0))  # consensus rounds bring everyone together
+
+
+def test_a_peer_with_no_inbound_port_gossips_on_the_connections_it_dials(tmp_path, namespace):
+    """Peer 4 runs in the namespace and listens only on the namespace's own loopback: no other peer can
+    open a connection to it (as behind a NAT or a firewall that admits no inbound). It dials out to the
+    bootstrap peer through the veth link. Every exchange of every round must still happen, so all five
+    models equal the in-process gossip reference bit for bit."""
+    pytest.importorskip("hivemind")
+    from .test_gossip_rules import p2p_task
+    from .test_p2p_processes import final_models
+
+    ns, _, host_ip = namespace
+    cfg = p2p_task()
+    with LocalFederation(cfg, tmp_path / "p2p") as fed:
+        fed.prepare()
+        public = {p: ["--listen", f"{host_ip}:0"] for p in range(4)}
+        fed.start_peers(*range(4), extra=public)
+        fed.start_peers(4, extra={4: ["--listen", "127.0.0.1:0"]}, wrap={4: ("ip", "netns", "exec", ns)})
+        address = fed.state_dir("party-00004") / "address"
+        end = time.monotonic() + 60
+        while not address.is_file() and time.monotonic() < end:
+            time.sleep(0.1)
+        port = int(address.read_text().split(",")[0].split("/tcp/")[1].split("/")[0])
+        with pytest.raises(OSError):  # while it runs: its port is closed to everyone outside it
+            socket.create_connection((host_ip.rsplit(".", 1)[0] + ".2", port), timeout=3).close()
+        for p in range(5):
+            assert fed.procs[fed.party_name(p)].wait(240) == 0, fed.stderr(fed.party_name(p))
+        got = final_models(fed)
+        hidden = fed.events("party-00004")
+    ref, _ = gossip_reference(cfg)
+    np.testing.assert_array_equal(got, ref)
+    listening = [e for e in hidden if e["event"] == "listening"][0]
+    assert all("/ip4/127.0.0.1/" in m for m in listening["maddrs"])  # nothing another peer could dial
+    # each round it heard from every neighbour (a stream cut short is absorbed by the other direction)
+    assert all(not e["missing"] for e in hidden if e["event"] == "round")
+    assert not [e for e in hidden if e["event"] == "refused"]
