@@ -3,8 +3,9 @@
 The same task (digits, 10 parties, logistic regression, 20 rounds) as 10 party processes and an
 aggregator, with no validators and with 4 validator nodes; and, as the in-process reference, the
 simulator with no validators and with 4 in-process ones. Reported: the aggregator's median time per
-round (the simulator's: a whole written run over its rounds, set-up and report included, min of 3), the bytes it sends per round, the ledger's entries, and that every node's replica verifies
-against the signed head. All runs must reach the simulator's model hash (validators only watch).
+round (the simulator's: a whole written run over its rounds, set-up and report included, min of 3),
+the bytes it sends per round, the ledger's entries, and that every node's replica verifies against
+the signed head. All runs must reach the simulator's model hash (validators only watch).
 
     .venv/bin/python benchmarks/bench_validators.py
 """

@@ -186,7 +186,6 @@ def _party(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     from deai.engine.api import build_model
     from deai.engine.assembly import party_budget, task_strategy
     from deai.net.party_node import PartyNode
-    from deai.net.star import StarLink
     from deai.net.status import StatusServer
     from deai.party import PartyProgram
 
@@ -211,17 +210,7 @@ def _party(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     keys = {parent_id: parent_key}
 
     gate = Gate(tid, identity.id, keys, max_bytes)  # one gate across redials: replays stay refused
-    creds = None
-    if args.tls is not None:
-        from deai.net.tls import channel_credentials
-
-        try:
-            creds = channel_credentials(args.tls)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-
-    def connect() -> StarLink:
-        return StarLink(args.connect, gate, Sealer(identity, tid), parent_id, log, credentials=creds)
+    connect = _dialer(args, identity, tid, gate, parent_id, log)
 
     ring = None if dp is None else dp.ring_noise
     try:
@@ -253,6 +242,26 @@ def _party(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     return node.snapshot() | {"exit": code}
 
 
+def _dialer(args: NodeArgs, identity: Identity, tid: str, gate: Gate, parent_id: str, log: EventLog) -> Any:
+    """A function that opens a new stream to the parent at ``--connect`` (over mutual TLS with ``--tls``);
+    every stream shares ``gate``, so replays stay refused across redials."""
+    from deai.net.star import StarLink
+
+    creds = None
+    if args.tls is not None:
+        from deai.net.tls import channel_credentials
+
+        try:
+            creds = channel_credentials(args.tls)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
+    def connect() -> StarLink:
+        return StarLink(args.connect, gate, Sealer(identity, tid), parent_id, log, credentials=creds)
+
+    return connect
+
+
 def _roster_validators(cfg: ExperimentConfig, roster: Roster) -> list[bytes]:
     """The validator keys the task's ledger registers: the roster must list ``ledger.validators`` of them."""
     want = cfg.ledger.validators if cfg.ledger.enabled else 0
@@ -270,7 +279,6 @@ def _validator(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     from deai.data.party_dirs import load_federation_index
     from deai.engine.api import build_model
     from deai.engine.assembly import task_strategy
-    from deai.net.star import StarLink
     from deai.net.status import StatusServer
     from deai.net.validator_node import ValidatorNode
 
@@ -289,19 +297,7 @@ def _validator(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     model = build_model(cfg, index)
     max_bytes = int(cfg.network.max_message_mb * 2**20) * max(1, cfg.data.num_parties)  # a round's updates
     gate = Gate(tid, identity.id, {roster.aggregator_id: roster.aggregator}, max_bytes)
-    creds = None
-    if args.tls is not None:
-        from deai.net.tls import channel_credentials
-
-        try:
-            creds = channel_credentials(args.tls)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-
-    def connect() -> StarLink:
-        return StarLink(
-            args.connect, gate, Sealer(identity, tid), roster.aggregator_id, log, credentials=creds
-        )
+    connect = _dialer(args, identity, tid, gate, roster.aggregator_id, log)
 
     try:
         node = ValidatorNode(
