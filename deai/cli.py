@@ -822,8 +822,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_node.add_argument("--passphrase-env", help="environment variable holding the key's passphrase")
     p_node.add_argument(
         "--fault",
-        help="fault injection for drills and tests: party crash-after:KIND:ROUND (e.g. crash-after:train:3) "
-        "or slow:SECONDS; peer sign_flip:SCALE; validator lie",
+        help="fault injection for drills and tests: party crash-after:KIND:ROUND (e.g. crash-after:train:3), "
+        "slow:SECONDS, forge-signature or break-commitment; peer sign_flip:SCALE; validator lie",
     )
     p_node.add_argument(
         "--tls", help="mutual TLS: a directory with ca.crt, node.crt, node.key (deai tls issue)"

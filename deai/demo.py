@@ -18,8 +18,10 @@ records to the others. Each trains locally on its own tests and only model updat
    provider caught by proof-of-learning, and another by the referee of a dispute.
 5. Real nodes: ten party processes and an aggregator over gRPC, SecAgg+ on the wire with a party
    killed after masking (the model is the simulator's, bit for bit); then the same star watched by four
-   validator processes, one of which lies: the honest quorum co-signs every round, the liar is refused,
-   and every node's ledger replica verifies against the owner's signed head.
+   validator processes, one of which lies, with every update signed by its own party node and committed
+   to before it is revealed: the honest quorum co-signs every round, the liar is refused, a party that
+   reveals another update than it committed to is rejected and slashed with proof, and every node's
+   ledger replica verifies against the owner's signed head.
 """
 
 from __future__ import annotations
@@ -398,24 +400,32 @@ def _networked(out: Path) -> list[dict[str, Any]]:
 
 
 def _witnessed(out: Path) -> list[dict[str, Any]]:
-    """The same star with 4 validator processes, one of which lies: each round is co-signed by the
-    honest three (the quorum), the liar's signature is refused, and every node's ledger replica
-    verifies against the owner's signed head."""
+    """The same star with 4 validator processes, one of which lies, and every update signed by its party
+    node's own key and committed to before it is revealed; one party reveals another update than it
+    committed to. Each round is co-signed by the honest three validators (the quorum), the liar's
+    signature is refused, the breaker is rejected and slashed with proof, and every node's ledger
+    replica verifies against the owner's signed head."""
     from deai.net.launch import LocalFederation
-    from deai.verify.ledger import Head, verify
+    from deai.verify.ledger import Head, read_entries, verify
 
     cfg = _digits_config(
-        "nodes-validators", 5, 10, data={"partition": "dirichlet", "alpha": 0.5}, ledger={"validators": 4}
+        "nodes-validators",
+        5,
+        10,
+        data={"partition": "dirichlet", "alpha": 0.5},
+        ledger={"validators": 4, "sign_updates": True, "commit_reveal": True},
     )
     if out.exists():
         shutil.rmtree(out)
-    with console.status("10 party processes, 4 validator processes (one lies) and an aggregator"):
+    with console.status(
+        "10 party processes (one breaks its commitments), 4 validators (one lies), 1 aggregator"
+    ):
         with LocalFederation(cfg, out) as fed:
             fed.prepare()
             fed.start_aggregator()
             fed.start_validators(extra={3: ["--fault", "lie"]})
             for p in range(fed.n):
-                fed.start_party(p)
+                fed.start_party(p, *(["--fault", "break-commitment"] if p == 7 else []))
             if fed.wait_aggregator(300) != 0:
                 raise RuntimeError(f"the aggregator failed: {fed.stderr('aggregator')}")
             for name, proc in fed.procs.items():
@@ -427,10 +437,21 @@ def _witnessed(out: Path) -> list[dict[str, Any]]:
     replicas = [d / "ledger.db" for d in sorted((out / "nodes").iterdir()) if (d / "ledger.db").is_file()]
     verdicts = [verify(p, head) for p in replicas]
     counted = min((v.rounds for v in verdicts if v.valid), default=0)
+    entries = read_entries(out / "nodes" / "aggregator" / "run" / "ledger.db")
+    signed = sum(e["kind"] == "commitments" for e in entries)
+    slashed = sorted({e["round"] for e in entries if e["kind"] == "slash" and e["body"]["party"] == 7})
     return [
         {"check": "validator processes", "value": "4 (validator 3 co-signs a model it never computed)"},
         {"check": "rounds co-signed by more than 2/3 of the validators", "value": f"{counted} of 5"},
         {"check": "false co-signatures refused by the aggregator", "value": str(len(refused))},
+        {
+            "check": "rounds whose updates are each signed by its party node and committed before revealed",
+            "value": f"{signed} of 5",
+        },
+        {
+            "check": "rounds party 7 revealed another update than it committed to: rejected and slashed",
+            "value": f"{len(slashed)} of 5",
+        },
         {
             "check": "ledger replicas (parties, validators) that verify against the signed head",
             "value": f"{sum(v.valid for v in verdicts)} of {len(verdicts)}",
@@ -587,7 +608,11 @@ def _run_demo(out: Path, rounds: int) -> dict[str, Any]:
     node_rows = _networked(out / "nodes")
     _table("The same task as OS processes on loopback, one party killed mid-protocol", node_rows)
     witness_rows = _witnessed(out / "nodes-validators")
-    _table("Who checks the aggregator: validator processes re-derive every round", witness_rows)
+    _table(
+        "Who checks the aggregator and the parties: validators re-derive every round; each update is signed "
+        "by its party node and committed to before it is revealed",
+        witness_rows,
+    )
 
     report = write_report(
         out / "report.html",

@@ -39,6 +39,10 @@ def test_demo_runs_end_to_end_and_writes_its_report(tmp_path):
     witnessed = {r["check"]: r["value"] for r in summary["validators"]}
     assert witnessed["rounds co-signed by more than 2/3 of the validators"] == "5 of 5"
     assert witnessed["false co-signatures refused by the aggregator"] == "5"
+    signed = "rounds whose updates are each signed by its party node and committed before revealed"
+    assert witnessed[signed] == "5 of 5"
+    broken = "rounds party 7 revealed another update than it committed to: rejected and slashed"
+    assert witnessed[broken] == "5 of 5"
     replicas = witnessed["ledger replicas (parties, validators) that verify against the signed head"]
     assert replicas == "14 of 14"
     assert "Real nodes" in page

@@ -41,7 +41,7 @@ from deai.params import params_hash, save_params
 from deai.verify.commit_reveal import RevealCheck
 from deai.verify.identity import Identity
 from deai.verify.run_ledger import RunLedger, check_resumable
-from deai.verify.update_signing import SigningParties, UpdateVerifier
+from deai.verify.update_signing import PartyKeys, SigningParties, UpdateVerifier
 from deai.verify.validator import Validator, validator_limits
 
 OnRound = Callable[[dict[str, Any]], None]
@@ -389,6 +389,9 @@ def _run_ledger(cfg: ExperimentConfig, sim: Simulation, rd: RunDirectory) -> Run
         )
 
     remote = getattr(sim, "remote_validators", None)  # validator nodes, on a network
+    parties: int | list[bytes] | None = None
+    if cfg.ledger.sign_updates:  # party nodes sign with their own keys (the roster's); else the run's
+        parties = getattr(sim, "party_public_keys", None) or sim.fed.num_parties
     ledger = RunLedger(
         rd.path,
         cfg.to_toml(),
@@ -397,15 +400,19 @@ def _run_ledger(cfg: ExperimentConfig, sim: Simulation, rd: RunDirectory) -> Run
         validators=0 if remote is not None else cfg.ledger.validators,
         remote=remote,
         make_validator=make_validator,
-        parties=sim.fed.num_parties if cfg.ledger.sign_updates else None,
+        parties=parties,
         incentives=cfg.incentives.model_dump() if cfg.incentives.reward_per_round > 0 else None,
         commit_reveal=cfg.ledger.commit_reveal,
     )
     ledger.check_start(server.state.round, server.state.params)
+    bind = getattr(sim, "bind_ledger", None)  # a network: the transport tells party nodes the ledger
+    if bind is not None:
+        bind(ledger.task)
     keys = ledger.party_keys
     if keys is not None:
         commit = cfg.ledger.commit_reveal
-        sim.transport.party = SigningParties(sim.transport.party, keys, ledger.task, commit_reveal=commit)
+        if isinstance(keys, PartyKeys):  # the simulator holds the parties' keys: its party side signs
+            sim.transport.party = SigningParties(sim.transport.party, keys, ledger.task, commit_reveal=commit)
         server.update_verifier = UpdateVerifier(keys.public_keys, ledger.task)
         if commit:
             server.reveal_check = RevealCheck(keys.public_keys, ledger.task)

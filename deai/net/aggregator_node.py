@@ -34,7 +34,7 @@ def network_limits(cfg: ExperimentConfig) -> list[str]:
             "attack.kind: simulated attacks wrap the simulator's transport; on a network a Byzantine "
             "party is a node that runs other code. Set attack.kind = 'none'"
         )
-    part = cfg.participation
+    part, net = cfg.participation, cfg.network
     if part.deadline is not None or part.dropout_rate > 0:
         out.append(
             "participation.deadline / dropout_rate are simulated clocks; on a network real nodes are slow "
@@ -49,16 +49,35 @@ def network_limits(cfg: ExperimentConfig) -> list[str]:
         out.append("strategy.personalization_epochs: personalization runs in the simulator only; set it to 0")
     led = cfg.ledger
     if led.enabled and (led.sign_updates or led.commit_reveal):
-        out.append(
-            "ledger.sign_updates / commit_reveal: on a network every frame is signed by its sender's key "
-            "(validators check the parties' own signatures); per-update ledger commitments and commit-reveal "
-            "run in the simulator only so far; set them off"
-        )
+        if net.topology != "star":
+            out.append(
+                f"ledger.sign_updates / commit_reveal on network.topology {net.topology!r}: "
+                + (
+                    "an edge forwards one averaged update, not each party's signed one"
+                    if net.topology == "hierarchical"
+                    else "a p2p task has no ledger yet"
+                )
+                + "; use network.topology = 'star' or set them off"
+            )
+        elif part.async_buffer is not None:
+            out.append(
+                "ledger.sign_updates / commit_reveal with participation.async_buffer: FedBuff's updates "
+                "answer different rounds, which one commit deadline cannot order; remove async_buffer"
+            )
+        elif led.commit_reveal and not led.sign_updates and cfg.strategy.aggregator != "secagg":
+            out.append(
+                "ledger.commit_reveal: commitments are signed by each party's key; set "
+                "ledger.sign_updates = true"
+            )
+        elif led.commit_reveal and cfg.strategy.aggregator in ("secagg", "he_ckks"):
+            out.append(
+                "ledger.commit_reveal under a private sum runs in the simulator only so far (over the wire "
+                "the commitments to masked inputs are not carried yet); set ledger.commit_reveal = false"
+            )
     if led.enabled and led.validators:
         out += _validator_limits(cfg)
     if cfg.valuation.method != "none" or cfg.incentives.reward_per_round > 0:
         out.append("valuation and incentives run in the simulator only so far; set valuation.method = 'none'")
-    net = cfg.network
     if net.topology == "hierarchical":
         if net.edge_levels[-1] > cfg.data.num_parties:
             out.append(
@@ -139,8 +158,10 @@ class NetworkFederation(Federation):
         index: FederationIndex,
         transport: StarTransport,
         validators: list[bytes] | None = None,
+        party_keys: list[bytes] | None = None,
     ) -> None:
         self.cfg, self.model, self.transport = cfg, model, transport
+        self.party_public_keys = party_keys  # [ledger] sign_updates: each party node signs with its own
         self.remote_validators = None  # the ledger asks these validator nodes to co-sign every round
         if validators:
             from deai.net.remote_validators import RemoteValidators
@@ -168,6 +189,11 @@ class NetworkFederation(Federation):
         if self.remote_validators is not None:
             self.remote_validators.server_state = self.server.state
         self.party = _Unseen()
+
+    def bind_ledger(self, task: str) -> None:
+        """The run's ledger exists: party nodes sign their updates (and commitments) for ``task``."""
+        self.transport.ledger_task = task if self.cfg.ledger.sign_updates else None
+        self.transport.commit_reveal = self.cfg.ledger.commit_reveal
 
     def _evaluate(self, params: np.ndarray) -> dict[str, float]:
         """Federated evaluation; nothing (the round's line has no scores) when no party answered."""
@@ -198,6 +224,7 @@ def run_aggregator(
     run_dir: Path,
     log: Any,
     validators: list[bytes] | None = None,
+    party_keys: list[bytes] | None = None,
 ) -> dict[str, Any]:
     """Wait for the parties (and validators), then run (or resume) the task into ``run_dir``, sending
     every node the ledger entries it lacks after each round; the run's summary."""
@@ -206,7 +233,7 @@ def run_aggregator(
     from deai.net.ledger_feed import LedgerFeed
 
     t0 = time.perf_counter()
-    fed = NetworkFederation(cfg, model, index, transport, validators)
+    fed = NetworkFederation(cfg, model, index, transport, validators, party_keys)
     feed = LedgerFeed(transport.hub, lambda: Path(run_dir) / "ledger.db" if cfg.ledger.enabled else None, log)
     transport.hub.on_join = feed.on_join
     rd = RunDirectory(run_dir)

@@ -172,7 +172,9 @@ def _aggregator(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     if server is not None:
         log("status", address=server.address)
     try:
-        summary = run_aggregator(cfg, index, model, transport, args.state / "run", log, validators)
+        summary = run_aggregator(
+            cfg, index, model, transport, args.state / "run", log, validators, roster.parties
+        )
     finally:
         transport.close()
         if server is not None:
@@ -224,6 +226,7 @@ def _party(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
             ring_noise=ring,
             fault=args.fault,
             task_id=tid,
+            identity=identity,
         )
     except ValueError as err:
         raise ConfigError(str(err)) from None

@@ -4,7 +4,12 @@ It dials out (no inbound port), says hello, and answers what the aggregator asks
 of a private sum, evaluate a model, stop. Its state directory keeps what it must not lose across a crash
 (the rounds it trained, so its own privacy budget and its SCAFFOLD control variate survive a restart, and
 the last round it answered with the model it was sent and the reply, so a restarted node never makes a
-second, different contribution to a round); the state is written atomically before a reply leaves. An
+second, different contribution to a round); the state is written atomically before a reply leaves.
+
+With ``[ledger] sign_updates`` the node signs its update with its own key for the ledger the task names
+(:func:`deai.verify.update_signing.update_message`); under ``commit_reveal`` it first sends only a signed
+commitment and keeps the update (and the commitment's salt) in its state until the aggregator asks it to
+reveal, after the commit deadline. An
 aggregator that restarts from its checkpoint and asks again for a round already answered, from the same
 model, gets the same reply byte for byte (no new training, no new privacy cost); asked for it from another
 model, the party refuses. A lost aggregator is redialed for ``network.reconnect_s``
@@ -29,15 +34,19 @@ from deai.net.dialer import DialingNode
 from deai.net.envelope import Envelope
 from deai.net.events import EventLog
 from deai.net.payloads import (
+    COMMIT,
     COUNTS,
     DECLINED,
     EVALUATE,
     PHASE,
     PHASE_REPLY,
+    REVEAL,
     TRAIN,
     UPDATE,
+    commit_body,
     counts_body,
     read_task,
+    signing_terms,
     update_body,
 )
 from deai.net.star import StarLink
@@ -46,16 +55,26 @@ from deai.party.program import PartyProgram
 from deai.report.artifacts import atomic_write_bytes
 from deai.state import flatten_tree, unflatten_tree
 from deai.train import LocalSpec
+from deai.verify.commit_reveal import commit_rows
+from deai.verify.identity import Identity
+from deai.verify.update_signing import update_message
 
 STATE_FILE = "party_state.npz"
+
+
+LYING_FAULTS = ("forge-signature", "break-commitment")
 
 
 def parse_fault(spec: str | None) -> tuple[str, float] | None:
     """``crash-after:KIND:ROUND`` -> (KIND, ROUND): the message kind answered (``train``, or a SecAgg+
     phase such as ``relayed_shares``, answered with the masked input) after which the node dies;
-    ``slow:SECONDS`` -> ("slow", SECONDS): a straggler that takes that much longer for every round."""
+    ``slow:SECONDS`` -> ("slow", SECONDS): a straggler that takes that much longer for every round;
+    ``forge-signature`` (signs each update for the round before) and ``break-commitment`` (reveals
+    another update than it committed to) -> (NAME, 0): a party that lies to the ledger."""
     if spec is None:
         return None
+    if spec in LYING_FAULTS:
+        return spec, 0
     parts = spec.split(":")
     if len(parts) == 2 and parts[0] == "slow":
         try:
@@ -65,7 +84,8 @@ def parse_fault(spec: str | None) -> tuple[str, float] | None:
     if len(parts) == 3 and parts[0] == "crash-after" and parts[2].isdigit():
         return parts[1], int(parts[2])
     raise ValueError(
-        f"--fault {spec!r}: give crash-after:KIND:ROUND (e.g. crash-after:train:3) or slow:SECONDS"
+        f"--fault {spec!r}: give crash-after:KIND:ROUND (e.g. crash-after:train:3), slow:SECONDS, "
+        "forge-signature or break-commitment"
     )
 
 
@@ -85,6 +105,7 @@ class PartyNode(DialingNode):
         fault: str | None = None,
         task_id: str = "",
         on_ledger: Callable[[dict[str, Any] | None], None] | None = None,
+        identity: Identity | None = None,
     ) -> None:
         super().__init__(cfg, connect, state_dir, log, on_ledger=on_ledger)
         self.party, self.spec = party, spec
@@ -95,6 +116,8 @@ class PartyNode(DialingNode):
         self.answered_round = 0
         self.answered_model = ""  # SHA-256 of the model the last answered round was trained from
         self.last_reply: tuple[str, bytes] | None = None  # (kind, body) sent for answered_round
+        self.reveal_body = b""  # commit–reveal: the UPDATE the last commitment opens to, not yet asked for
+        self.identity = identity  # signs updates and commitments ([ledger] sign_updates)
         self.last_model_sha256: str | None = None
         self.status["party"] = self.index
         self.fault = parse_fault(fault)
@@ -127,6 +150,7 @@ class PartyNode(DialingNode):
             self.answered_model = bytes(tree["answered_model"]).decode()
             kind = bytes(tree["reply_kind"]).decode()
             self.last_reply = (kind, bytes(tree["reply_body"])) if kind else None
+            self.reveal_body = bytes(tree.get("reveal_body", b""))
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
             raise ValueError(damaged.format(err)) from None
         self.log("restored", answered_round=self.answered_round)
@@ -141,6 +165,7 @@ class PartyNode(DialingNode):
                 "answered_model": np.frombuffer(self.answered_model.encode(), dtype=np.uint8),
                 "reply_kind": np.frombuffer(kind.encode(), dtype=np.uint8),
                 "reply_body": np.frombuffer(body, dtype=np.uint8),
+                "reveal_body": np.frombuffer(self.reveal_body, dtype=np.uint8),
             }
         )
         buf = io.BytesIO()
@@ -155,7 +180,12 @@ class PartyNode(DialingNode):
         return self.answered_round
 
     def handle(self, link: StarLink, env: Envelope) -> bool:
-        answer = {TRAIN: self._train, PHASE: self._phase, EVALUATE: self._evaluate}.get(env.kind)
+        answer = {
+            TRAIN: self._train,
+            REVEAL: self._reveal,
+            PHASE: self._phase,
+            EVALUATE: self._evaluate,
+        }.get(env.kind)
         if answer is None:
             return False
         answer(link, env)
@@ -164,8 +194,12 @@ class PartyNode(DialingNode):
     def _train(self, link: StarLink, env: Envelope) -> None:
         try:
             task = read_task(env.body, self.spec, self.index, self.dim)
+            ledger_task, commit = signing_terms(env.body)
         except (WireError, KeyError, TypeError, ValueError) as err:
             self.log("refused", reason="bad_task", detail=str(err))
+            return
+        if ledger_task is not None and self.identity is None:
+            self.log("refused", reason="bad_task", detail="asked to sign its update, but holds no key")
             return
         if task.seed != self.cfg.run.seed:
             why = f"task seed {task.seed}, config {self.cfg.run.seed}"
@@ -209,10 +243,36 @@ class PartyNode(DialingNode):
                 return
         self.status.update(round=task.round, epsilon_spent=float(self.party.spent_epsilon()[0]))
         self.log("trained", round=task.round, steps=int(batch.steps[0]))
-        self._answer(link, task.round, model, UPDATE, update_body(batch, None))
+        if ledger_task is None:
+            self._answer(link, task.round, model, UPDATE, update_body(batch, None))
+            return
+        me_id = {self.index: self.identity}
+        commits = commit_rows(batch, me_id, {self.index: self.identity.id}, ledger_task) if commit else None
+        if self.fault is not None and self.fault[0] == "break-commitment":
+            batch.deltas *= np.float32(2.0)  # fault injection: reveal another update than committed
+        signed_round = task.round - 1 if self.fault == ("forge-signature", 0) else task.round
+        digest = batch.rehash()[0]  # of the rows as they leave (a broken commitment changed them)
+        sig = self.identity.sign(update_message(ledger_task, signed_round, self.identity.id, digest))
+        if commits is None:
+            self._answer(link, task.round, model, UPDATE, update_body(batch, sig))
+            return
+        self.reveal_body = update_body(batch, sig, commits[0].salt)  # kept, with the salt, until asked
+        self._answer(link, task.round, model, COMMIT, commit_body(commits[0]))
+        self.log("committed", round=task.round)
+
+    def _reveal(self, link: StarLink, env: Envelope) -> None:
+        """Phase 2 of commit–reveal: the update the last commitment opens to, for that round only."""
+        if env.round != self.answered_round or not self.reveal_body or self.last_reply is None:
+            self.log("refused", reason="no_commitment", round=env.round, answered=self.answered_round)
+            return
+        link.send(UPDATE, env.round, self.reveal_body)
+        self.log("revealed", round=env.round)
+        self._maybe_crash(link, REVEAL, env.round)
 
     def _answer(self, link: StarLink, round_: int, model: str, kind: str, body: bytes) -> None:
         """Record the round as answered (atomically, with the reply) before the reply leaves."""
+        if kind != COMMIT:
+            self.reveal_body = b""
         self.answered_round, self.answered_model, self.last_reply = round_, model, (kind, body)
         self._save_state()
         link.send(kind, round_, body)

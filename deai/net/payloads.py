@@ -11,21 +11,60 @@ from deai.messages import TrainTask, UpdateBatch
 from deai.net.codec import WireError, decode, encode
 from deai.train import LocalSpec
 from deai.transforms.compress import LEVELS, pow2_scales
+from deai.verify.commit_reveal import Commit
 
-# Message kinds. Aggregator -> party: TRAIN, PHASE, EVALUATE, STOP, WELCOME, LEDGER. Party -> aggregator:
-# HELLO, UPDATE, DECLINED, PHASE_REPLY, COUNTS. Aggregator -> validator: REVIEW (and LEDGER, STOP);
-# validator -> aggregator: REVIEWED.
+# Message kinds. Aggregator -> party: TRAIN, REVEAL, PHASE, EVALUATE, STOP, WELCOME, LEDGER. Party ->
+# aggregator: HELLO, UPDATE, COMMIT, DECLINED, PHASE_REPLY, COUNTS. Aggregator -> validator: REVIEW (and
+# LEDGER, STOP); validator -> aggregator: REVIEWED.
 HELLO, WELCOME, TRAIN, UPDATE, DECLINED = "hello", "welcome", "train", "update", "declined"
 PHASE, PHASE_REPLY, EVALUATE, COUNTS, STOP = "phase", "phase_reply", "evaluate", "counts", "stop"
 LEDGER, REVIEW, REVIEWED = "ledger", "review", "reviewed"
+COMMIT, REVEAL = "commit", "reveal"  # [ledger] commit_reveal: a signed commitment, then the update
 
 
-def task_body(task: TrainTask) -> bytes:
+def task_body(task: TrainTask, ledger_task: str | None = None, commit_reveal: bool = False) -> bytes:
+    """The round's task; with ``ledger_task`` ([ledger] sign_updates) the party signs its update for
+    that ledger, and with ``commit_reveal`` it first answers with a commitment only."""
     arrays = {"params": task.params}
     if task.control is not None:
         arrays["control"] = task.control
-    fields = {"round": task.round, "version": task.version, "seed": task.seed, "withhold": task.withhold}
+    fields: dict[str, Any] = {
+        "round": task.round,
+        "version": task.version,
+        "seed": task.seed,
+        "withhold": task.withhold,
+    }
+    if ledger_task is not None:
+        fields["ledger"] = {"task": ledger_task, "commit_reveal": commit_reveal}
     return encode(fields, arrays)
+
+
+def signing_terms(body: bytes) -> tuple[str | None, bool]:
+    """The ledger task a party signs its update for (None: unsigned) and whether it commits first."""
+    fields, _ = decode(body)
+    terms = fields.get("ledger")
+    if terms is None:
+        return None, False
+    if not isinstance(terms, dict) or not isinstance(terms.get("task"), str) or not terms["task"]:
+        raise WireError("task body: ledger must be {task: str, commit_reveal: bool}")
+    return terms["task"], bool(terms.get("commit_reveal"))
+
+
+def commit_body(commit: Commit) -> bytes:
+    """Phase 1 of commit–reveal: the commitment and the party's signature of it (the salt stays home)."""
+    return encode({"commitment": commit.commitment.hex(), "signature": commit.signature.hex()})
+
+
+def read_commit(body: bytes) -> tuple[bytes, bytes]:
+    """(commitment, signature) from a COMMIT body."""
+    fields, _ = decode(body)
+    try:
+        committed, sig = bytes.fromhex(fields["commitment"]), bytes.fromhex(fields["signature"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise WireError(f"commit body needs commitment and signature in hex ({err})") from None
+    if len(committed) != 32 or len(sig) != 64:
+        raise WireError("commit body: a commitment is 32 bytes and an Ed25519 signature 64")
+    return committed, sig
 
 
 def read_task(body: bytes, spec: LocalSpec, party: int, dim: int) -> TrainTask:
@@ -45,8 +84,9 @@ def read_task(body: bytes, spec: LocalSpec, party: int, dim: int) -> TrainTask:
     )
 
 
-def update_body(batch: UpdateBatch, signature: bytes | None) -> bytes:
-    """One party's row (a node holds one party)."""
+def update_body(batch: UpdateBatch, signature: bytes | None, salt: bytes | None = None) -> bytes:
+    """One party's row (a node holds one party), with its update signature and, revealing a commitment,
+    the commitment's salt."""
     if len(batch) != 1:
         raise ValueError(f"a node sends one party's update; got {len(batch)} rows")
     arrays = compact(batch.deltas[0], "delta")
@@ -62,6 +102,8 @@ def update_body(batch: UpdateBatch, signature: bytes | None) -> bytes:
         "steps": int(batch.steps[0]),
         "signature": None if signature is None else signature.hex(),
     }
+    if salt is not None:
+        fields["salt"] = salt.hex()
     return encode(fields, arrays)
 
 
@@ -89,6 +131,15 @@ def read_update(body: bytes, dim: int) -> UpdateBatch:
     except (KeyError, TypeError, ValueError) as err:
         raise WireError(f"update body: {err}") from None
     return batch
+
+
+def update_salt(body: bytes) -> bytes | None:
+    """The salt a revealed update carries (None: it reveals no commitment)."""
+    salt = decode(body)[0].get("salt")
+    try:
+        return None if salt is None else bytes.fromhex(salt)
+    except (TypeError, ValueError):
+        raise WireError("update body: salt must be hex") from None
 
 
 def compact(row: np.ndarray, name: str) -> dict[str, np.ndarray]:

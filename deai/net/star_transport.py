@@ -6,6 +6,11 @@ batch of every update in party order, exactly the batch the simulator's transpor
 a fault-free run reaches the simulator's model bit for bit). ``exchange`` runs one phase of a private
 sum as a message round, and ``evaluate`` sums the parties' own evaluation counts.
 
+With ``[ledger] sign_updates`` the task names the ledger each party signs its update for; with
+``commit_reveal`` a round has two message rounds: every asked party answers with a signed commitment
+until the round's deadline (the commit deadline), and only then is each committed party asked to
+reveal; the salts of the reveals and the commitments travel with the batch to the server's check.
+
 Deadlines adapt to the round times seen (a fixed timeout is either too short for a slow federation or
 wastes minutes on each dropout): after a few rounds the deadline is ``slack`` times the slowest recent
 answer, never more than ``round_timeout_s``.
@@ -25,20 +30,25 @@ from deai.messages import Failure, TrainTask, UpdateBatch
 from deai.net.codec import WireError, decode, encode
 from deai.net.events import EventLog
 from deai.net.payloads import (
+    COMMIT,
     COUNTS,
     DECLINED,
     EVALUATE,
     PHASE,
     PHASE_REPLY,
+    REVEAL,
     STOP,
     TRAIN,
     UPDATE,
+    read_commit,
     read_counts,
     read_update,
     task_body,
+    update_salt,
 )
 from deai.net.star import StarHub
 from deai.party.budget import REFUSED
+from deai.verify.commit_reveal import Commit
 
 
 class AdaptiveDeadline:
@@ -88,6 +98,8 @@ class StarTransport:
         self.keep_frames = keep_frames  # validators: each round's update frames, as their senders signed them
         self.frames: dict[int, Any] = {}
         self._in_flight: dict[int, int] = {}  # FedBuff: party -> the round it was asked in, not yet back
+        self.ledger_task: str | None = None  # [ledger] sign_updates: the ledger parties sign updates for
+        self.commit_reveal = False  # [ledger] commit_reveal: a commit round, then a reveal round
         self._task: TrainTask | None = None
         self._waiting: set[int] = set()
         self._failures: list[Failure] = []
@@ -98,7 +110,7 @@ class StarTransport:
         self._task, self._t0 = task, time.monotonic()
         self.frames = {}
         self.hub.status["round"] = task.round
-        body = task_body(task)
+        body = task_body(task, self.ledger_task, self.commit_reveal)
         unreachable = []
         self._waiting = set()
         for p in task.party_ids.tolist():
@@ -117,11 +129,13 @@ class StarTransport:
         task = self._task
         yield from self._failures
         rows: dict[int, UpdateBatch] = {}
+        commits: dict[int, tuple[bytes, bytes]] = {}
         dropped: list[int] = []
         declined: dict[str, list[int]] = {}
         limit = self.deadline.seconds()
         end = self._t0 + limit
         slowest = 0.0
+        answer = COMMIT if self.commit_reveal else UPDATE
         while self._waiting:
             left = end - time.monotonic()
             if left <= 0:
@@ -135,7 +149,7 @@ class StarTransport:
                     self._waiting.discard(party)
                     dropped.append(party)
                 continue
-            if party not in self._waiting or env.round != task.round or env.kind not in (UPDATE, DECLINED):
+            if party not in self._waiting or env.round != task.round or env.kind not in (answer, DECLINED):
                 self.log("stray", party=party, kind=env.kind, round=env.round, open_round=task.round)
                 continue
             self._waiting.discard(party)
@@ -146,35 +160,78 @@ class StarTransport:
                 except WireError:
                     why = "declined"
                 declined.setdefault(REFUSED if why == "privacy_budget" else why, []).append(party)
-                continue
-            try:
-                batch = read_update(env.body, self.dim)
-            except WireError as err:
-                self.log("refused", reason="bad_update", party=party, detail=str(err))
-                dropped.append(party)
-                continue
-            if int(batch.party_ids[0]) != party or int(batch.round[0]) != task.round:
-                claim = f"claims party {int(batch.party_ids[0])}, round {int(batch.round[0])}"
-                self.log("refused", reason="mislabelled_update", party=party, detail=claim)
-                dropped.append(party)
-                continue
-            rows[party] = batch
-            if self.keep_frames:
-                self.frames[party] = env
+            elif env.kind == COMMIT:
+                try:
+                    commits[party] = read_commit(env.body)
+                except WireError as err:
+                    self.log("refused", reason="bad_commit", party=party, detail=str(err))
+                    dropped.append(party)
+            else:
+                self._take(party, env, task.round, rows, dropped)
         late = sorted(self._waiting)
         self._waiting = set()
         if late:
             self.log("deadline", round=task.round, parties=late, seconds=round(limit, 3))
         else:
             self.deadline.observe(slowest)
+        if commits:  # the commit deadline has passed: nothing committed later counts; now reveal
+            dropped += self._reveal(task.round, commits, rows)
         for why, ids in (("dropout", dropped), ("deadline", late), *declined.items()):
             if ids:
                 yield Failure(np.array(sorted(ids), dtype=np.int64), why)
         pause = self._t0 + self.min_round_s - time.monotonic()
         if pause > 0:  # pace steering (network.min_round_s)
             time.sleep(pause)
-        if rows:
+        if rows:  # signatures and (commit–reveal) commitments travel with the rows
             yield UpdateBatch.concat([rows[p] for p in sorted(rows)])
+
+    def _take(
+        self, party: int, env: Any, round_: int, rows: dict[int, UpdateBatch], dropped: list[int]
+    ) -> UpdateBatch | None:
+        """Read one party's UPDATE frame into ``rows`` (or, refused, into ``dropped``)."""
+        try:
+            batch = read_update(env.body, self.dim)
+        except WireError as err:
+            self.log("refused", reason="bad_update", party=party, detail=str(err))
+            dropped.append(party)
+            return None
+        if int(batch.party_ids[0]) != party or int(batch.round[0]) != round_:
+            claim = f"claims party {int(batch.party_ids[0])}, round {int(batch.round[0])}"
+            self.log("refused", reason="mislabelled_update", party=party, detail=claim)
+            dropped.append(party)
+            return None
+        rows[party] = batch
+        if self.keep_frames:
+            self.frames[party] = env
+        return batch
+
+    def _reveal(
+        self, round_: int, commits: dict[int, tuple[bytes, bytes]], rows: dict[int, UpdateBatch]
+    ) -> list[int]:
+        """Phase 2 of commit–reveal: ask each committed party for its update; the parties that did not
+        reveal in time, or revealed no salt (their commitment cannot be opened), drop out."""
+        asked = {p for p in commits if self.hub.send(p, REVEAL, round_, b"")}
+        dropped = sorted(set(commits) - asked)
+        for party, env in self.replies(asked, UPDATE, round_):
+            asked.discard(party)
+            batch = self._take(party, env, round_, rows, dropped)
+            if batch is None:
+                continue
+            try:
+                salt = update_salt(env.body)
+            except WireError:
+                salt = None
+            if salt is None:
+                self.log("refused", reason="no_salt", party=party, detail="a reveal without its salt")
+                del rows[party]
+                self.frames.pop(party, None)
+                dropped.append(party)
+                continue
+            committed, sig = commits[party]
+            batch.commits = [Commit(committed, sig, salt)]
+        if asked:
+            self.log("unrevealed", round=round_, parties=sorted(asked))
+        return dropped + sorted(asked)
 
     def _collect_async(self) -> Iterator[UpdateBatch | Failure]:
         """FedBuff over the wire: each update as it arrives, whatever round it answers; the server stops

@@ -33,7 +33,7 @@ from deai.incentives.rewards import RewardBook
 from deai.messages import RoundRecord
 from deai.params import Layout, params_hash
 from deai.verify.commitments import commitments_body, updates_root
-from deai.verify.identity import Identity, KeyFileError
+from deai.verify.identity import Identity, KeyFileError, key_id
 from deai.verify.ledger import Head, Ledger, LedgerError, canonical, entry_hash, read_entries
 from deai.verify.update_signing import PartyKeys
 from deai.verify.validator import Validator
@@ -63,37 +63,58 @@ def check_resumable(run_dir: Path, validators: int = 0, parties: int | None = No
         _Existing(Path(run_dir) / LEDGER_FILE, keys)
 
 
+class RosterPartyKeys:
+    """The parties' public keys as a roster lists them: party nodes sign with their own private keys."""
+
+    def __init__(self, public_keys: list[bytes]) -> None:
+        self.public_keys = list(public_keys)
+        self.ids = [key_id(k) for k in self.public_keys]
+
+    def __len__(self) -> int:
+        return len(self.public_keys)
+
+
+def _party_keys(parties: int | list[bytes] | None) -> PartyKeys | RosterPartyKeys | None:
+    if parties is None:
+        return None
+    return PartyKeys.generate(parties) if isinstance(parties, int) else RosterPartyKeys(parties)
+
+
 class _Keys:
     """The run's identities: owner, aggregator, validators, and the parties' keys when updates are signed."""
 
     def __init__(
-        self, owner: Identity, aggregator: Identity, validators: list[Identity], parties: PartyKeys | None
+        self,
+        owner: Identity,
+        aggregator: Identity,
+        validators: list[Identity],
+        parties: PartyKeys | RosterPartyKeys | None,
     ):
         self.owner, self.aggregator, self.validators, self.parties = owner, aggregator, validators, parties
 
     @classmethod
-    def generate(cls, keys: Path, validators: int, parties: int | None) -> _Keys:
+    def generate(cls, keys: Path, validators: int, parties: int | list[bytes] | None) -> _Keys:
+        """``parties``: how many party keys to make, or (party nodes) the roster's public keys."""
         keys.mkdir(mode=0o700, exist_ok=True)
         out = cls(
             Identity.generate("owner"),
             Identity.generate("aggregator"),
             [Identity.generate("validator") for _ in range(validators)],
-            None if parties is None else PartyKeys.generate(parties),
+            _party_keys(parties),
         )
         out.owner.save(keys / "owner.key")
         out.aggregator.save(keys / "aggregator.key")
         for i, v in enumerate(out.validators):
             v.save(keys / f"validator-{i}.key")
-        if out.parties is not None:
+        if isinstance(out.parties, PartyKeys):  # a node keeps its own private key; the roster the public
             out.parties.save(keys / PARTY_KEYS)
         return out
 
     @classmethod
-    def load(cls, keys: Path, validators: int, parties: int | None) -> _Keys:
+    def load(cls, keys: Path, validators: int, parties: int | list[bytes] | None) -> _Keys:
         names = ["owner.key", "aggregator.key", *(f"validator-{i}.key" for i in range(validators))]
-        missing = [
-            n for n in [*names, *([PARTY_KEYS] if parties is not None else [])] if not (keys / n).exists()
-        ]
+        held = isinstance(parties, int)  # the run holds the party keys (the simulator)
+        missing = [n for n in [*names, *([PARTY_KEYS] if held else [])] if not (keys / n).exists()]
         if missing:
             raise ConfigError(
                 f"the run's ledger keys: {', '.join(missing)} missing from {keys}; a run's keys cannot be "
@@ -104,7 +125,7 @@ class _Keys:
                 Identity.load(keys / "owner.key"),
                 Identity.load(keys / "aggregator.key"),
                 [Identity.load(keys / f"validator-{i}.key") for i in range(validators)],
-                None if parties is None else PartyKeys.load(keys / PARTY_KEYS, parties),
+                PartyKeys.load(keys / PARTY_KEYS, parties) if held else _party_keys(parties),
             )
         except KeyFileError as err:
             raise ConfigError(f"the run's ledger keys: {err}") from None
@@ -151,7 +172,8 @@ class RunLedger:
     """The ledger of one run directory; call it with each :class:`RoundRecord`.
 
     ``validators`` in-process validators are made by ``make_validator`` from their identities;
-    ``parties`` (the federation's size) turns on per-update signatures: the run then holds a key per party.
+    ``parties`` turns on per-update signatures: the federation's size (the run then holds a key per party)
+    or, on a network, the roster's party public keys (each party node signs with its own key).
     """
 
     def __init__(
@@ -163,7 +185,7 @@ class RunLedger:
         *,
         validators: int = 0,
         make_validator: MakeValidator | None = None,
-        parties: int | None = None,
+        parties: int | list[bytes] | None = None,
         incentives: dict[str, float] | None = None,
         commit_reveal: bool = False,
         remote: RemoteReviewers | None = None,
@@ -200,7 +222,7 @@ class RunLedger:
         return self.ledger.task
 
     @property
-    def party_keys(self) -> PartyKeys | None:
+    def party_keys(self) -> PartyKeys | RosterPartyKeys | None:
         return self.keys.parties
 
     def _create(self, config_text: str) -> None:
