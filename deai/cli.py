@@ -540,6 +540,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         passphrase=passphrase,
         fault=args.fault,
         tls=Path(args.tls) if args.tls else None,
+        relays=[a for a in (args.relay or "").split(",") if a] or None,
     )
     summary = run_node(node, cfg)
     if args.json:
@@ -577,6 +578,21 @@ def cmd_launch(args: argparse.Namespace) -> int:
                 f"model {summary['model_hash'][:16]}; run directories {where}"
             )
         )
+    return 0
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    """A circuit relay and DHT server for p2p peers behind NATs (see deai.net.relay)."""
+    from deai.net.events import EventLog
+    from deai.net.relay import run_relay
+
+    state = Path(args.state)
+    state.mkdir(parents=True, exist_ok=True)
+    log = EventLog("relay", state / "node.log")
+    try:
+        run_relay(args.listen, state, log)
+    finally:
+        log.close()
     return 0
 
 
@@ -828,6 +844,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_node.add_argument(
         "--tls", help="mutual TLS: a directory with ca.crt, node.crt, node.key (deai tls issue)"
     )
+    p_node.add_argument(
+        "--relay",
+        help="peer behind a NAT: comma-separated multiaddrs of `deai relay` nodes to be reached through",
+    )
     p_node.add_argument("--json", action="store_true")
     p_node.set_defaults(func=cmd_node)
 
@@ -838,6 +858,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_launch.add_argument("--timeout", type=float, default=1800.0, help="seconds before giving up")
     p_launch.add_argument("--tls", action="store_true", help="mutual TLS from a fresh task CA")
     p_launch.add_argument("--json", action="store_true")
+
+    p_relay = sub.add_parser("relay", help="a circuit relay (and DHT server) for p2p peers behind NATs")
+    p_relay.add_argument(
+        "--listen", default="0.0.0.0:0", help="HOST:PORT, reachable by the peers (port 0: free)"
+    )
+    p_relay.add_argument("--state", default="relay-state", help="where it writes its address and log")
+    p_relay.set_defaults(func=cmd_relay)
 
     p_tls = sub.add_parser("tls", help="a task CA and node certificates for mutual TLS between nodes")
     tsub = p_tls.add_subparsers(dest="tls_command", required=True)

@@ -39,6 +39,7 @@ class NodeArgs:
     passphrase: str | None = None
     fault: str | None = None
     tls: Path | None = None  # a directory with ca.crt, node.crt, node.key (deai tls issue)
+    relays: list[str] | None = None  # a p2p peer behind a NAT: circuit relays to be reached through
 
 
 def _common(args: NodeArgs, cfg: ExperimentConfig) -> tuple[Identity, Roster, str, EventLog]:
@@ -78,6 +79,10 @@ def run_node(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     from deai.net.aggregator_node import check_network
 
     check_network(cfg)
+    if args.relays and args.role != "peer":
+        raise ConfigError(
+            "--relay is for p2p peers behind a NAT (--role peer); star and tree nodes only dial out"
+        )
     if args.role == "aggregator":
         return _aggregator(args, cfg)
     if args.role == "party":
@@ -438,6 +443,7 @@ def _peer(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     from deai.engine.driver import drive
     from deai.engine.rundir import RunDirectory
     from deai.net.peer_node import GossipServer, GossipTransport, HivemindLink
+    from deai.net.relay import check_relay_address
     from deai.params import params_hash, save_params
     from deai.party import PartyProgram
 
@@ -460,7 +466,12 @@ def _peer(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     max_bytes = int(cfg.network.max_message_mb * 2**20)
     gate = Gate(tid, identity.id, roster.keys(), max_bytes)
     initial = [a for a in (args.connect or "").split(",") if a]
-    link = HivemindLink(args.listen or "127.0.0.1:0", initial, log)
+    relays = [check_relay_address(a) for a in args.relays or []]
+    if relays:
+        log("reserving", relays=relays)
+    link = HivemindLink(
+        args.listen or "127.0.0.1:0", initial, log, relays=relays, relay_wait_s=cfg.network.join_timeout_s
+    )
     atomic_write(args.state / ADDRESS_FILE, ",".join(link.maddrs) + "\n")
     log("listening", maddrs=link.maddrs, party=index, task=tid)
     server = GossipServer(

@@ -69,20 +69,46 @@ class Mailbox:
 class HivemindLink:
     """The peer's hivemind DHT and libp2p streams, driven from an asyncio loop in a thread of its own."""
 
-    def __init__(self, listen: str, initial_peers: list[str], log: EventLog) -> None:
+    def __init__(
+        self,
+        listen: str,
+        initial_peers: list[str],
+        log: EventLog,
+        *,
+        relays: list[str] | None = None,
+        relay_wait_s: float = 300.0,
+    ) -> None:
+        """``relays`` (a peer behind a NAT): reserve a slot on these circuit relays (:mod:`deai.net.relay`)
+        and wait up to ``relay_wait_s`` until the reservation holds; the peer is then a DHT client."""
         import hivemind
 
         host, _, port = listen.rpartition(":")
         self.log = log
+        self.relays = list(relays or [])
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
+        behind_nat: dict[str, Any] = {}
+        if self.relays:
+            behind_nat = {
+                "client_mode": True,  # nobody can dial it to ask: it serves no DHT requests
+                "use_auto_relay": True,
+                "force_reachability": "private",
+                "trusted_relays": self.relays,
+            }
         self.dht = hivemind.DHT(
-            initial_peers=initial_peers or None, start=True, host_maddrs=[f"/ip4/{host}/tcp/{port}"]
+            initial_peers=[*initial_peers, *self.relays] or None,
+            start=True,
+            host_maddrs=[f"/ip4/{host}/tcp/{port}"],
+            **behind_nat,
         )
         self.p2p = self.run(self.dht.replicate_p2p())
         self.peer_id = str(self.p2p.peer_id)
         self.maddrs = [str(m) for m in self.dht.get_visible_maddrs()]
+        if self.relays:
+            from deai.net.relay import wait_for_reservation
+
+            self.maddrs = wait_for_reservation(self.p2p, self.relays, self.run, relay_wait_s, log)
 
     def run(self, coro: Any, timeout: float = 60.0) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -103,21 +129,44 @@ class HivemindLink:
 
         self.run(self.p2p.add_binary_stream_handler(name, on_stream))
 
-    def call(self, peer_id: str, name: str, frame: bytes, timeout: float) -> bytes | None:
+    def call(
+        self, peer_id: str, name: str, frame: bytes, timeout: float, relays: list[str] | None = None
+    ) -> bytes | None:
+        """Send ``frame`` to ``name`` on ``peer_id`` and return its reply; when that fails and the peer
+        announced relays (it is behind a NAT), dial it through them and try once more."""
         from hivemind.p2p import P2P, PeerID
 
+        target = PeerID.from_base58(peer_id)
+
         async def go() -> bytes:
-            _, reader, writer = await self.p2p.call_binary_stream_handler(PeerID.from_base58(peer_id), name)
+            _, reader, writer = await self.p2p.call_binary_stream_handler(target, name)
             try:
                 await P2P.send_raw_data(frame, writer)
                 return await P2P.receive_raw_data(reader)
             finally:
                 writer.close()
 
+        async def through_relays() -> bytes:
+            from hivemind.utils.multiaddr import Multiaddr
+
+            from deai.net.relay import circuit_bytes
+
+            # hivemind's P2P has no public connect; its daemon client's is the libp2p daemon's own call
+            await self.p2p._client.connect(target, [Multiaddr(circuit_bytes(r)) for r in relays or []])
+            return await go()
+
         try:
             return self.run(asyncio.wait_for(go(), timeout), timeout + 5)
         except Exception as err:  # noqa: BLE001 - an unreachable peer is an expected event, logged
-            self.log("send_failed", peer=peer_id[-8:], detail=type(err).__name__)
+            if not relays:
+                self.log("send_failed", peer=peer_id[-8:], detail=type(err).__name__)
+                return None
+        try:
+            reply = self.run(asyncio.wait_for(through_relays(), timeout), timeout + 5)
+            self.log("dialed_through_relay", peer=peer_id[-8:])
+            return reply
+        except Exception as err:  # noqa: BLE001
+            self.log("send_failed", peer=peer_id[-8:], detail=f"through its relays: {type(err).__name__}")
             return None
 
     def announce(self, key: str, index: int, value: dict[str, Any]) -> None:
@@ -235,6 +284,7 @@ class GossipTransport:
         self.suspect: set[int] = set()  # neighbours that missed a round: waited for briefly until heard from
         self.key = f"deai/{tid}/peers"
         self.peer_ids: dict[int, str] = {}
+        self.relays_of: dict[int, list[str]] = {}  # peers behind NATs: the relays they announced
         self._last_delta = np.zeros(0, np.float32)
         self.examples: dict[int, int] = {}
         self.joined_at = 1  # the first round this peer takes part in (a late joiner's is later)
@@ -320,7 +370,8 @@ class GossipTransport:
 
     def _send(self, j: int, r: int, body: bytes) -> None:
         frame = self.sealer.seal("gossip", r, self.roster.party_ids[j], body)
-        self.link.call(self.peer_ids[j], GOSSIP, frame, timeout=min(30.0, self.deadline.cap_s))
+        timeout = min(30.0, self.deadline.cap_s)
+        self.link.call(self.peer_ids[j], GOSSIP, frame, timeout=timeout, relays=self.relays_of.get(j))
 
     def collect(self) -> Iterator[UpdateBatch | Failure]:
         task = self.server._task
@@ -373,6 +424,8 @@ class GossipTransport:
         mine = int(self.party.shards.train_sizes[0])
         if announce:
             value = {"peer_id": self.link.peer_id, "round": r, "examples": mine, "joined_at": self.joined_at}
+            if self.link.relays:  # behind a NAT: the others reach it through these
+                value["relays"] = self.link.relays
             self.link.announce(self.key, self.index, value)
         self.examples[self.index] = mine
         members = self.link.members(self.key)
@@ -380,6 +433,9 @@ class GossipTransport:
             if 0 <= j < self.n and j != self.index and isinstance(v.get("peer_id"), str):
                 self.peer_ids[j] = v["peer_id"]
                 self.joined_at_of[j] = int(v.get("joined_at", 1))
+                relays = v.get("relays")
+                if isinstance(relays, list) and all(isinstance(a, str) for a in relays):
+                    self.relays_of[j] = relays[:8]
                 if isinstance(v.get("examples"), int) and v["examples"] > 0:
                     self.examples[j] = v["examples"]
         return members
@@ -412,7 +468,7 @@ class GossipTransport:
             frame = self.sealer.seal(
                 "state_request", 0, self.roster.party_ids[j], encode({"party": self.index})
             )
-            reply = self.link.call(pid, STATE, frame, timeout=10.0)
+            reply = self.link.call(pid, STATE, frame, timeout=10.0, relays=self.relays_of.get(j))
             if not reply:
                 continue
             got = self._open(reply, "state")

@@ -90,3 +90,58 @@ def test_a_peer_with_no_inbound_port_gossips_on_the_connections_it_dials(tmp_pat
     # each round it heard from every neighbour (a stream cut short is absorbed by the other direction)
     assert all(not e["missing"] for e in hidden if e["event"] == "round")
     assert not [e for e in hidden if e["event"] == "refused"]
+
+
+def test_two_peers_behind_nats_reach_each_other_through_a_circuit_relay(tmp_path, two_namespaces):
+    """Peers 2 and 3 each run in a namespace of their own and listen only on its loopback: neither can
+    open a connection to the other, nor can anyone to them (two sites behind two NATs). Each reserves a
+    slot on a `deai relay` in the host and is reached through it. On the complete graph they are
+    neighbours every round, so every round's exchange between them crosses the relay; all four models
+    must equal the in-process gossip reference bit for bit."""
+    import subprocess
+    import sys
+
+    cfg = p2p_task(
+        graph="complete", run={"rounds": 8}, data={"num_parties": 4}, network={"join_timeout_s": 420}
+    )
+    relay_state = tmp_path / "relay"
+    with LocalFederation(cfg, tmp_path / "p2p") as fed:
+        fed.prepare()
+        relay = subprocess.Popen(
+            [sys.executable, "-m", "deai.cli", "relay", "--listen", "0.0.0.0:0", "--state", str(relay_state)],
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp_path / "relay.err", "wb"),  # noqa: SIM115 - closed with the process
+            start_new_session=True,
+        )
+        fed.started.append(relay)  # ended by PID with the federation
+        end = time.monotonic() + 60
+        while not (relay_state / "address").is_file():
+            assert relay.poll() is None and time.monotonic() < end, (tmp_path / "relay.err").read_text()
+            time.sleep(0.1)
+        first = (relay_state / "address").read_text().strip().split(",")[0]
+        port, rid = first.split("/tcp/")[1].split("/")[0], first.split("/p2p/")[1]
+        fed.address = f"/ip4/127.0.0.1/tcp/{port}/p2p/{rid}"  # the host's peers bootstrap from the relay
+        fed.start_peers(0, 1, extra={p: ["--listen", "0.0.0.0:0"] for p in (0, 1)})
+        for p, (ns, _, host_ip) in zip((2, 3), two_namespaces, strict=True):
+            via = f"/ip4/{host_ip}/tcp/{port}/p2p/{rid}"
+            fed.start_peers(
+                p,
+                extra={p: ["--listen", "127.0.0.1:0", "--connect", via, "--relay", via]},
+                wrap={p: ("ip", "netns", "exec", ns)},
+            )
+        for p in range(4):
+            assert fed.procs[fed.party_name(p)].wait(480) == 0, fed.stderr(fed.party_name(p))
+        got = final_models(fed)
+        events = {p: fed.events(fed.party_name(p)) for p in (2, 3)}
+    ref, _ = gossip_reference(cfg)
+    np.testing.assert_array_equal(got, ref)
+    for p, ev in events.items():
+        relayed = [e for e in ev if e["event"] == "relayed"]
+        assert relayed and all("/p2p-circuit" in m for m in relayed[0]["maddrs"]), p
+        listening = [e for e in ev if e["event"] == "listening"][0]
+        assert all("/p2p-circuit/" in m for m in listening["maddrs"]), p  # nothing another peer could dial
+        rounds = [e for e in ev if e["event"] == "round"]
+        assert len(rounds) == 8 + cfg.network.consensus_rounds and not any(e["missing"] for e in rounds), p
+        assert all(e["received"] == 3 for e in rounds), p  # the other NATed peer's model too, every round
+    # NAT to NAT: one of the two opened the relayed connection, and both sent their models down it
+    assert any(e["event"] == "dialed_through_relay" for ev in events.values() for e in ev)
