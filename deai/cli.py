@@ -425,6 +425,34 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_ledger_cross_check(args: argparse.Namespace) -> int:
+    """p2p peers' own ledgers side by side: equivocation and false logs, each with its signed proof."""
+    from deai.verify.gossip_audit import cross_check
+    from deai.verify.ledger import LedgerError
+
+    try:
+        audit = cross_check([Path(p) for p in args.paths])
+    except (LedgerError, ValueError) as err:
+        raise ConfigError(str(err)) from None
+    if args.json:
+        fields = {"peers": audit.peers, "rounds": audit.rounds, "receipts": audit.receipts}
+        print(jsonio.dumps(fields | {"findings": audit.findings, "invalid": audit.invalid}))
+    for where, why in audit.invalid.items():
+        say(f"[bold red]invalid[/]: {escape(where)}: {escape(why)}")
+    for f in audit.findings:
+        what = {
+            "equivocation": "signed two different models for the round (both signed headers attached)",
+            "false_log": "its own log names another model than the one it signed to a neighbour",
+        }[f["offence"]]
+        say(f"[bold red]{f['offence']}[/]: party {f['party']}, round {f['round']}: {what}")
+    if audit.clean:
+        say(
+            f"[green]consistent[/]: {len(audit.peers)} peers' logs, {audit.rounds} rounds, "
+            f"{audit.receipts} signed receipts: every peer signed one model per round, as its log says"
+        )
+    return 0 if audit.clean else 1
+
+
 def cmd_ledger_show(args: argparse.Namespace) -> int:
     from deai.verify.ledger import LedgerError, read_entries
 
@@ -801,6 +829,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help='print {party: {"stake", "slashed", "paid", "balance"}}'
     )
     p.set_defaults(func=cmd_ledger_balances)
+    p = lsub.add_parser(
+        "cross-check", help="p2p: compare peers' own ledgers; prove equivocation (exit 0 clean, 1 not)"
+    )
+    p.add_argument("paths", nargs="+", help="each peer's run directory (STATE/run) or its ledger.db")
+    p.add_argument("--json", action="store_true", help='print {"peers", "rounds", "findings", "invalid"}')
+    p.set_defaults(func=cmd_ledger_cross_check)
     p = lsub.add_parser("show", help="the ledger's history, one line per entry")
     p.add_argument("path", help="a run directory or its ledger.db")
     p.add_argument("--round", type=int, help="only this round's entries")
@@ -839,7 +873,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_node.add_argument(
         "--fault",
         help="fault injection for drills and tests: party crash-after:KIND:ROUND (e.g. crash-after:train:3), "
-        "slow:SECONDS, forge-signature or break-commitment; peer sign_flip:SCALE; validator lie",
+        "slow:SECONDS, forge-signature or break-commitment; peer sign_flip:SCALE or equivocate; "
+        "validator lie",
     )
     p_node.add_argument(
         "--tls", help="mutual TLS: a directory with ca.crt, node.crt, node.key (deai tls issue)"

@@ -64,10 +64,15 @@ class Envelope:
     signature: bytes = b""  # the sender's, over the header: a forwarded frame stays checkable
 
 
+def header_signed_by(header: dict[str, Any], signature: bytes, public_key: bytes) -> bool:
+    """Whether ``public_key`` signed this frame header (and so the body whose SHA-256 it names)."""
+    return verify_signature(public_key, signature, _TAG + canonical(header).encode())
+
+
 def check_forwarded(header: dict[str, Any], signature: bytes, body: bytes, public_key: bytes) -> str | None:
     """Why a frame relayed by a third node (a party's update, shown to a validator by the aggregator)
     is not what its sender signed, or None: the relay can drop such frames but cannot forge or alter one."""
-    if not verify_signature(public_key, signature, _TAG + canonical(header).encode()):
+    if not header_signed_by(header, signature, public_key):
         return BAD_SIGNATURE
     if header.get("body_bytes") != len(body) or hashlib.sha256(body).hexdigest() != header.get("body_sha256"):
         return BAD_DIGEST

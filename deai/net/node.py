@@ -442,6 +442,7 @@ def _peer(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     from deai.engine.assembly import task_strategy
     from deai.engine.driver import drive
     from deai.engine.rundir import RunDirectory
+    from deai.net.peer_ledger import PeerLedger
     from deai.net.peer_node import GossipServer, GossipTransport, HivemindLink
     from deai.net.relay import check_relay_address
     from deai.params import params_hash, save_params
@@ -455,10 +456,14 @@ def _peer(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
         raise ConfigError("--role peer needs hivemind: pip install 'deai[p2p]'") from None
     shards, index, identity, roster, tid, log = _own_party(args, cfg)
     attack = None
-    if args.fault:
+    if args.fault == "equivocate":
+        attack = ("equivocate", 0.0)
+    elif args.fault:
         kind, _, scale = args.fault.partition(":")
         if kind != "sign_flip" or not scale.replace(".", "", 1).isdigit():
-            raise ConfigError(f"--fault {args.fault!r}: a peer takes sign_flip:SCALE (a Byzantine peer)")
+            raise ConfigError(
+                f"--fault {args.fault!r}: a peer takes sign_flip:SCALE or equivocate (a Byzantine peer)"
+            )
         attack = ("sign_flip", float(scale))
     strategy, _ = task_strategy(cfg, cfg.data.num_parties)
     model = build_model(cfg, _Shape(shards))
@@ -504,8 +509,16 @@ def _peer(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     if resumed or ahead:
         transport.deadline.first_s = transport.deadline.floor_s  # the others are already running
     log("members", have=have, want=want)
+    book = PeerLedger(rd.path, identity, roster, index, cfg.to_toml()) if cfg.ledger.enabled else None
+    start = [params_hash(server.state.params, model.layout)]  # the model the next round starts from
 
     def record(rec: Any) -> None:
+        after = params_hash(rec.params, model.layout)
+        if book is not None:  # before the checkpoint: a resumed peer replays, and skips, what is logged
+            mixed = rec.accepted.tolist()
+            proofs = transport.mailbox.proofs_of(rec.round, mixed)
+            book.record(rec.round, start[0], after, transport.sent.pop(rec.round, None), proofs)
+        start[0] = after
         rd.append_metrics(rec.metrics)
         rd.checkpoint(rec.round, rec.params, model.layout, {}, cfg, cfg.run.checkpoint_every)
         log("round", **{k: rec.metrics[k] for k in ("round", "received", "missing") if k in rec.metrics},
@@ -518,11 +531,15 @@ def _peer(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
         scores = party.evaluate(params).scores()
         digest = params_hash(params, model.layout)
         summary = {"party": index, "rounds": server.state.round, "model_hash": digest, **scores}
+        if book is not None:
+            summary["ledger"] = book.head().as_dict()
         rd.write_text("summary.json", jsonio.dumps(summary, indent=2))
         time.sleep(3.0)  # keep answering: slower neighbours may still want this peer's last model
     finally:
         link.close()
         party.close()
+        if book is not None:
+            book.close()
         log("exit")
         log.close()
     return summary

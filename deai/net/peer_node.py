@@ -20,6 +20,7 @@ al. 2023) is the star with many local steps and ``strategy.server_momentum`` wit
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -49,12 +50,21 @@ class Mailbox:
 
     def __init__(self) -> None:
         self.by_round: dict[int, dict[int, np.ndarray]] = {}
+        self.proofs: dict[int, dict[int, tuple[dict[str, Any], bytes]]] = {}  # the frames' signed headers
         self.cv = threading.Condition()
 
-    def put(self, round_: int, party: int, model: np.ndarray) -> None:
+    def put(self, round_: int, party: int, model: np.ndarray, proof: tuple[dict[str, Any], bytes]) -> None:
         with self.cv:
-            self.by_round.setdefault(round_, {}).setdefault(party, model)  # the first one counts
+            if party not in self.by_round.setdefault(round_, {}):  # the first one counts
+                self.by_round[round_][party] = model
+                self.proofs.setdefault(round_, {})[party] = proof
             self.cv.notify_all()
+
+    def proofs_of(self, round_: int, parties: list[int]) -> dict[int, tuple[dict[str, Any], bytes]]:
+        """The signed header each of ``parties``' models for ``round_`` arrived with."""
+        with self.cv:
+            got = self.proofs.get(round_, {})
+            return {j: got[j] for j in parties if j in got}
 
     def wait(self, round_: int, want: set[int], until: float) -> dict[int, np.ndarray]:
         with self.cv:
@@ -62,7 +72,8 @@ class Mailbox:
                 self.cv.wait(timeout=max(0.0, min(0.2, until - time.monotonic())))
             got = dict(self.by_round.get(round_, {}))
             for r in [r for r in self.by_round if r < round_ - 1]:
-                del self.by_round[r]  # bounded: rounds long gone
+                del self.by_round[r]  # bounded: rounds long gone (the ledger took their proofs by now)
+                self.proofs.pop(r, None)
             return {j: m for j, m in got.items() if j in want}
 
 
@@ -276,7 +287,10 @@ class GossipTransport:
         attack: tuple[str, float] | None = None,
     ) -> None:
         self.cfg, self.server, self.party, self.link, self.gate = cfg, server, party, link, gate
-        self.sealer, self.roster, self.tid, self.log, self.attack = sealer, roster, tid, log, attack
+        self.sealer, self.roster, self.tid, self.log = sealer, roster, tid, log
+        self.equivocate = attack is not None and attack[0] == "equivocate"
+        self.attack = None if self.equivocate else attack
+        self.sent: dict[int, str] = {}  # round -> SHA-256 of the model body this peer sent
         self.index, self.n = server.index, len(roster.parties)
         self.mailbox = Mailbox()
         # peers start together, so a first round needs no more than a start-up's worth of patience
@@ -294,7 +308,7 @@ class GossipTransport:
         link.serve(STATE, self._on_state)
 
     # -- what arrives ---------------------------------------------------------------------------
-    def _open(self, frame: bytes, kind: str) -> tuple[int, dict[str, Any], dict[str, np.ndarray]] | None:
+    def _open(self, frame: bytes, kind: str) -> tuple[int, dict[str, Any], dict[str, np.ndarray], Any] | None:
         try:
             env = self.gate.open(frame)
             if env.kind != kind:
@@ -303,7 +317,7 @@ class GossipTransport:
             fields, arrays = decode(env.body)
             if sender is None or fields.get("party") != sender:
                 raise Refused("impersonation", "the frame's party is not its signer's", env.sender)
-            return sender, fields | {"round": env.round}, arrays
+            return sender, fields | {"round": env.round}, arrays, env
         except Refused as why:
             self.log("refused", reason=why.reason, detail=why.detail, sender=why.sender)
         except WireError as err:
@@ -313,7 +327,7 @@ class GossipTransport:
     def _on_gossip(self, frame: bytes) -> bytes:
         got = self._open(frame, "gossip")
         if got is not None:
-            sender, fields, arrays = got
+            sender, fields, arrays, env = got
             model = arrays.get("model")
             dim = len(self.server.state.params)
             if (
@@ -324,7 +338,7 @@ class GossipTransport:
             ):
                 self.log("refused", reason="bad_model", party=sender)
             else:
-                self.mailbox.put(int(fields["round"]), sender, np.array(model))
+                self.mailbox.put(int(fields["round"]), sender, np.array(model), (env.header, env.signature))
                 self.suspect.discard(sender)
         return b"ok"
 
@@ -332,7 +346,7 @@ class GossipTransport:
         got = self._open(frame, "state_request")
         if got is None:
             return b""
-        sender, _, _ = got
+        sender = got[0]
         st = self.server.state
         body = encode({"party": self.index}, {"model": st.params})
         return self.sealer.seal("state", st.round, self.roster.party_ids[sender], body)
@@ -360,9 +374,15 @@ class GossipTransport:
                 self._last_delta = batch.deltas[0]
             sent = (task.params - self.attack[1] * self._last_delta).astype(np.float32)
         body = encode({"party": self.index}, {"model": sent})
+        self.sent[r] = hashlib.sha256(body).hexdigest()  # what this peer's ledger says it sent
         self._items = [batch]
         targets = [j for j in self.server._weights if j in self.peer_ids]
-        threads = [threading.Thread(target=self._send, args=(j, r, body)) for j in targets]
+        bodies = {j: body for j in targets}
+        if self.equivocate:  # fault injection: a slightly different model to each neighbour
+            for j in targets:
+                other = (sent * np.float32(1.0 + 1e-3 * (j + 1))).astype(np.float32)
+                bodies[j] = encode({"party": self.index}, {"model": other})
+        threads = [threading.Thread(target=self._send, args=(j, r, bodies[j])) for j in targets]
         for t in threads:
             t.start()
         for t in threads:

@@ -15,6 +15,9 @@
 * ``rewards`` (a task with incentives): the owner's, one per valued round, and equal to what the task's
   reward rule gives from the recorded values (:mod:`deai.incentives.rewards`): a changed payout or
   reputation is caught exactly.
+* ``gossip_round`` (a p2p peer's own log, :mod:`deai.net.peer_ledger`): the owner's (the peer's), rounds
+  only move forward, and every mixed neighbour's model comes with a frame header for that round signed by
+  that neighbour's registered key.
 """
 
 from __future__ import annotations
@@ -116,6 +119,37 @@ class RoundChecks:
             return self._rewards(seq, entry, role)
         elif kind == "slash":
             return self._slash(seq, entry, role)
+        elif kind == "gossip_round":
+            return self._gossip(seq, entry, role)
+        return None
+
+    def _gossip(self, seq: int, entry: dict[str, Any], role: str) -> tuple[int, str] | None:
+        from deai.net.envelope import header_signed_by
+
+        r, body = entry["round"], entry["body"]
+        if role != "owner":
+            return seq, "a gossip_round must be signed by the peer that keeps the log"
+        if not isinstance(r, int) or r <= self.last_round:
+            return seq, f"gossip round {r} recorded after round {self.last_round}"
+        received = body.get("received")
+        if not isinstance(received, dict):
+            return seq, "a gossip_round needs received: {party: {header, signature}}"
+        for j, proof in received.items():
+            key = self.parties.get(int(j)) if str(j).isdigit() else None
+            if key is None:
+                return seq, f"round {r} mixes a model of party {j}, which never joined with a key"
+            try:
+                header, sig = proof["header"], bytes.fromhex(proof["signature"])
+            except (KeyError, TypeError, ValueError):
+                return seq, f"round {r}: party {j}'s proof needs its frame header and signature (hex)"
+            if not isinstance(header, dict) or header.get("sender") != key_id(key):
+                return seq, f"round {r}: the frame shown for party {j} names another sender"
+            if header.get("round") != r or header.get("kind") != "gossip":
+                what = f"a {header.get('kind')!r} of round {header.get('round')!r}"
+                return seq, f"round {r}: party {j}'s frame is {what}, not a gossip of this round"
+            if not header_signed_by(header, sig, key):
+                return seq, f"round {r}: party {j} never signed the frame this log shows for it"
+        self.last_round, self.rounds = r, self.rounds + 1
         return None
 
     def _result(self, seq: int, entry: dict[str, Any], digest: str, role: str) -> tuple[int, str] | None:

@@ -145,3 +145,45 @@ def test_two_peers_behind_nats_reach_each_other_through_a_circuit_relay(tmp_path
         assert all(e["received"] == 3 for e in rounds), p  # the other NATed peer's model too, every round
     # NAT to NAT: one of the two opened the relayed connection, and both sent their models down it
     assert any(e["event"] == "dialed_through_relay" for ev in events.values() for e in ev)
+
+
+def test_a_peer_that_sends_different_models_to_its_neighbours_is_proven_to_equivocate(tmp_path):
+    """Peer 1 sends each neighbour a slightly different model. No single neighbour can tell, but the
+    peers' own ledgers, read together, hold two headers peer 1 signed for different bodies in the same
+    round: `deai ledger cross-check` names it, every round, with those headers as proof; its own log
+    (which records the honest body) is shown false too. Every log still verifies on its own."""
+    import subprocess
+    import sys
+
+    from deai.net.envelope import header_signed_by
+    from deai.verify.gossip_audit import cross_check
+    from deai.verify.identity import Identity
+    from deai.verify.ledger import verify
+
+    cfg = p2p_task(graph="complete", run={"rounds": 4}, data={"num_parties": 4})
+    with LocalFederation(cfg, tmp_path / "p2p") as fed:
+        fed.prepare()
+        fed.start_peers(extra={1: ["--fault", "equivocate"]})
+        for p in range(4):
+            assert fed.procs[fed.party_name(p)].wait(240) == 0, fed.stderr(fed.party_name(p))
+        runs = [fed.state_dir(fed.party_name(p)) / "run" for p in range(4)]
+        liar = Identity.load(fed.out / "keys" / f"{fed.party_name(1)}.key").public_key
+    assert all(verify(r / "ledger.db").valid for r in runs)
+    audit = cross_check(runs)
+    total = cfg.run.rounds + cfg.network.consensus_rounds
+    equivocations = [f for f in audit.findings if f["offence"] == "equivocation"]
+    assert [(f["party"], f["round"]) for f in equivocations] == [(1, r) for r in range(1, total + 1)]
+    for f in equivocations:  # the proof stands on peer 1's public key alone
+        a, b = f["proof"]
+        assert a["header"]["body_sha256"] != b["header"]["body_sha256"]
+        assert all(header_signed_by(x["header"], bytes.fromhex(x["signature"]), liar) for x in (a, b))
+    assert {f["party"] for f in audit.findings} == {1}  # nobody honest is accused
+    assert {f["offence"] for f in audit.findings} == {"equivocation", "false_log"}
+    out = subprocess.run(
+        [sys.executable, "-m", "deai.cli", "ledger", "cross-check", *map(str, runs)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    said = out.stdout + out.stderr
+    assert out.returncode == 1 and "equivocation: party 1, round 1:" in said, said
