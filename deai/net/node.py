@@ -514,10 +514,10 @@ def _peer(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
 
     def record(rec: Any) -> None:
         after = params_hash(rec.params, model.layout)
+        sent = transport.sent.pop(rec.round, None)
         if book is not None:  # before the checkpoint: a resumed peer replays, and skips, what is logged
-            mixed = rec.accepted.tolist()
-            proofs = transport.mailbox.proofs_of(rec.round, mixed)
-            book.record(rec.round, start[0], after, transport.sent.pop(rec.round, None), proofs)
+            proofs = transport.mailbox.proofs_of(rec.round, rec.accepted.tolist())
+            book.record(rec.round, start[0], after, sent, proofs)
         start[0] = after
         rd.append_metrics(rec.metrics)
         rd.checkpoint(rec.round, rec.params, model.layout, {}, cfg, cfg.run.checkpoint_every)
