@@ -55,7 +55,8 @@ def network_limits(cfg: ExperimentConfig) -> list[str]:
                 + (
                     "an edge forwards one averaged update, not each party's signed one"
                     if net.topology == "hierarchical"
-                    else "a p2p task has no ledger yet"
+                    else "a p2p peer signs every frame and logs each neighbour's signed frame in its own "
+                    "ledger (deai ledger cross-check), but per-update commitments need an aggregator"
                 )
                 + "; use network.topology = 'star' or set them off"
             )

@@ -173,7 +173,7 @@ BASE = {"data": {"dataset": "digits", "num_parties": 4}, "network": {"topology":
     ("extra", "match"),
     [
         ({"network": {"topology": "hierarchical", "edges": 2}}, "an edge forwards one averaged update"),
-        ({"network": {"topology": "p2p"}, "strategy": {}}, "a p2p task has no ledger yet"),
+        ({"network": {"topology": "p2p"}, "strategy": {}}, "per-update commitments need an aggregator"),
         ({"participation": {"async_buffer": 2}}, "one commit deadline cannot order"),
     ],
 )
