@@ -45,8 +45,7 @@ from deai.net.payloads import (
     UPDATE,
     commit_body,
     counts_body,
-    read_task,
-    signing_terms,
+    read_signed_task,
     update_body,
 )
 from deai.net.star import StarLink
@@ -57,7 +56,7 @@ from deai.state import flatten_tree, unflatten_tree
 from deai.train import LocalSpec
 from deai.verify.commit_reveal import commit_rows
 from deai.verify.identity import Identity
-from deai.verify.update_signing import update_message
+from deai.verify.update_signing import sign_rows, update_message
 
 STATE_FILE = "party_state.npz"
 
@@ -193,8 +192,7 @@ class PartyNode(DialingNode):
 
     def _train(self, link: StarLink, env: Envelope) -> None:
         try:
-            task = read_task(env.body, self.spec, self.index, self.dim)
-            ledger_task, commit = signing_terms(env.body)
+            task, ledger_task, commit = read_signed_task(env.body, self.spec, self.index, self.dim)
         except (WireError, KeyError, TypeError, ValueError) as err:
             self.log("refused", reason="bad_task", detail=str(err))
             return
@@ -246,13 +244,15 @@ class PartyNode(DialingNode):
         if ledger_task is None:
             self._answer(link, task.round, model, UPDATE, update_body(batch, None))
             return
-        me_id = {self.index: self.identity}
-        commits = commit_rows(batch, me_id, {self.index: self.identity.id}, ledger_task) if commit else None
-        if self.fault is not None and self.fault[0] == "break-commitment":
-            batch.deltas *= np.float32(2.0)  # fault injection: reveal another update than committed
-        signed_round = task.round - 1 if self.fault == ("forge-signature", 0) else task.round
-        digest = batch.rehash()[0]  # of the rows as they leave (a broken commitment changed them)
-        sig = self.identity.sign(update_message(ledger_task, signed_round, self.identity.id, digest))
+        me, my_id = {self.index: self.identity}, {self.index: self.identity.id}
+        commits = commit_rows(batch, me, my_id, ledger_task) if commit else None
+        if self.fault == ("break-commitment", 0):  # fault injection: reveal another update than committed
+            batch.deltas *= np.float32(2.0)
+            batch.rehash()
+        sig = sign_rows(batch, me, my_id, ledger_task)[0]
+        if self.fault == ("forge-signature", 0):  # fault injection: a signature for the round before
+            forged = update_message(ledger_task, task.round - 1, self.identity.id, batch.digests()[0])
+            sig = self.identity.sign(forged)
         if commits is None:
             self._answer(link, task.round, model, UPDATE, update_body(batch, sig))
             return

@@ -41,7 +41,10 @@ def task_body(task: TrainTask, ledger_task: str | None = None, commit_reveal: bo
 
 def signing_terms(body: bytes) -> tuple[str | None, bool]:
     """The ledger task a party signs its update for (None: unsigned) and whether it commits first."""
-    fields, _ = decode(body)
+    return _signing_terms(decode(body)[0])
+
+
+def _signing_terms(fields: dict[str, Any]) -> tuple[str | None, bool]:
     terms = fields.get("ledger")
     if terms is None:
         return None, False
@@ -69,10 +72,18 @@ def read_commit(body: bytes) -> tuple[bytes, bytes]:
 
 def read_task(body: bytes, spec: LocalSpec, party: int, dim: int) -> TrainTask:
     """The task in ``body`` for ``party``; the local training spec is the party's own (from its config)."""
+    return read_signed_task(body, spec, party, dim)[0]
+
+
+def read_signed_task(
+    body: bytes, spec: LocalSpec, party: int, dim: int
+) -> tuple[TrainTask, str | None, bool]:
+    """The task, with its signing terms (:func:`signing_terms`), from one decoding of ``body``."""
     fields, arrays = decode(body)
+    ledger_task, commit = _signing_terms(fields)
     params = _vector(arrays, "params", dim)
     control = _vector(arrays, "control", dim) if "control" in arrays else None
-    return TrainTask(
+    task = TrainTask(
         round=int(fields["round"]),
         version=int(fields["version"]),
         params=params,
@@ -82,6 +93,7 @@ def read_task(body: bytes, spec: LocalSpec, party: int, dim: int) -> TrainTask:
         control=control,
         withhold=bool(fields["withhold"]),
     )
+    return task, ledger_task, commit
 
 
 def update_body(batch: UpdateBatch, signature: bytes | None, salt: bytes | None = None) -> bytes:
@@ -107,7 +119,10 @@ def update_body(batch: UpdateBatch, signature: bytes | None, salt: bytes | None 
     return encode(fields, arrays)
 
 
-def read_update(body: bytes, dim: int) -> UpdateBatch:
+def read_update(body: bytes, dim: int, committed: tuple[bytes, bytes] | None = None) -> UpdateBatch:
+    """One party's row; revealing a commitment (``committed``: the commitment and its signature, from the
+    party's COMMIT), the row carries the :class:`Commit` its salt opens, and a reveal without a salt is
+    refused."""
     fields, arrays = decode(body)
     try:
         delta = _vector(expand(arrays, "delta", dim), "delta", dim, withheld=True)  # empty: a private sum
@@ -128,6 +143,11 @@ def read_update(body: bytes, dim: int) -> UpdateBatch:
             control_deltas=None if control is None else control[None, :].copy(),
             signatures=None if sig is None else [bytes.fromhex(sig)],
         )
+        if committed is not None:
+            salt = _salt(fields)
+            if salt is None:
+                raise WireError("a reveal without its commitment's salt")
+            batch.commits = [Commit(*committed, salt)]
     except (KeyError, TypeError, ValueError) as err:
         raise WireError(f"update body: {err}") from None
     return batch
@@ -135,7 +155,11 @@ def read_update(body: bytes, dim: int) -> UpdateBatch:
 
 def update_salt(body: bytes) -> bytes | None:
     """The salt a revealed update carries (None: it reveals no commitment)."""
-    salt = decode(body)[0].get("salt")
+    return _salt(decode(body)[0])
+
+
+def _salt(fields: dict[str, Any]) -> bytes | None:
+    salt = fields.get("salt")
     try:
         return None if salt is None else bytes.fromhex(salt)
     except (TypeError, ValueError):

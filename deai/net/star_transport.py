@@ -44,11 +44,9 @@ from deai.net.payloads import (
     read_counts,
     read_update,
     task_body,
-    update_salt,
 )
 from deai.net.star import StarHub
 from deai.party.budget import REFUSED
-from deai.verify.commit_reveal import Commit
 
 
 class AdaptiveDeadline:
@@ -185,25 +183,39 @@ class StarTransport:
         if rows:  # signatures and (commit–reveal) commitments travel with the rows
             yield UpdateBatch.concat([rows[p] for p in sorted(rows)])
 
-    def _take(
-        self, party: int, env: Any, round_: int, rows: dict[int, UpdateBatch], dropped: list[int]
+    def _read_row(
+        self, party: int, env: Any, round_: int, committed: tuple[bytes, bytes] | None = None
     ) -> UpdateBatch | None:
-        """Read one party's UPDATE frame into ``rows`` (or, refused, into ``dropped``)."""
+        """``party``'s update for ``round_`` from its UPDATE frame; None (refusal logged) when the frame
+        cannot be read, names another party or round, or (``committed``) reveals no salt."""
         try:
-            batch = read_update(env.body, self.dim)
+            batch = read_update(env.body, self.dim, committed)
         except WireError as err:
             self.log("refused", reason="bad_update", party=party, detail=str(err))
-            dropped.append(party)
             return None
         if int(batch.party_ids[0]) != party or int(batch.round[0]) != round_:
             claim = f"claims party {int(batch.party_ids[0])}, round {int(batch.round[0])}"
             self.log("refused", reason="mislabelled_update", party=party, detail=claim)
-            dropped.append(party)
             return None
+        return batch
+
+    def _take(
+        self,
+        party: int,
+        env: Any,
+        round_: int,
+        rows: dict[int, UpdateBatch],
+        dropped: list[int],
+        committed: tuple[bytes, bytes] | None = None,
+    ) -> None:
+        """Read one party's UPDATE frame into ``rows`` (or, refused, into ``dropped``)."""
+        batch = self._read_row(party, env, round_, committed)
+        if batch is None:
+            dropped.append(party)
+            return
         rows[party] = batch
         if self.keep_frames:
             self.frames[party] = env
-        return batch
 
     def _reveal(
         self, round_: int, commits: dict[int, tuple[bytes, bytes]], rows: dict[int, UpdateBatch]
@@ -214,21 +226,7 @@ class StarTransport:
         dropped = sorted(set(commits) - asked)
         for party, env in self.replies(asked, UPDATE, round_):
             asked.discard(party)
-            batch = self._take(party, env, round_, rows, dropped)
-            if batch is None:
-                continue
-            try:
-                salt = update_salt(env.body)
-            except WireError:
-                salt = None
-            if salt is None:
-                self.log("refused", reason="no_salt", party=party, detail="a reveal without its salt")
-                del rows[party]
-                self.frames.pop(party, None)
-                dropped.append(party)
-                continue
-            committed, sig = commits[party]
-            batch.commits = [Commit(committed, sig, salt)]
+            self._take(party, env, round_, rows, dropped, commits[party])
         if asked:
             self.log("unrevealed", round=round_, parties=sorted(asked))
         return dropped + sorted(asked)
@@ -256,17 +254,8 @@ class StarTransport:
             if env.kind == DECLINED:
                 yield Failure(np.array([party], dtype=np.int64), REFUSED)
                 continue
-            try:
-                batch = read_update(env.body, self.dim)
-            except WireError as err:
-                self.log("refused", reason="bad_update", party=party, detail=str(err))
-                yield Failure(np.array([party], dtype=np.int64), "dropout")
-                continue
-            if int(batch.party_ids[0]) != party or int(batch.round[0]) != asked:
-                self.log("refused", reason="mislabelled_update", party=party)
-                yield Failure(np.array([party], dtype=np.int64), "dropout")
-                continue
-            yield batch
+            batch = self._read_row(party, env, asked)
+            yield Failure(np.array([party], dtype=np.int64), "dropout") if batch is None else batch
 
     def exchange(self, kind: str, messages: Mapping[int, bytes]) -> dict[int, bytes]:
         """One phase of a private sum as a message round; parties that do not answer in time drop out."""

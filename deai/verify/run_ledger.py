@@ -33,9 +33,9 @@ from deai.incentives.rewards import RewardBook
 from deai.messages import RoundRecord
 from deai.params import Layout, params_hash
 from deai.verify.commitments import commitments_body, updates_root
-from deai.verify.identity import Identity, KeyFileError, key_id
+from deai.verify.identity import Identity, KeyFileError
 from deai.verify.ledger import Head, Ledger, LedgerError, canonical, entry_hash, read_entries
-from deai.verify.update_signing import PartyKeys
+from deai.verify.update_signing import PartyKeys, PublicPartyKeys
 from deai.verify.validator import Validator
 
 LEDGER_FILE = "ledger.db"
@@ -63,21 +63,10 @@ def check_resumable(run_dir: Path, validators: int = 0, parties: int | None = No
         _Existing(Path(run_dir) / LEDGER_FILE, keys)
 
 
-class RosterPartyKeys:
-    """The parties' public keys as a roster lists them: party nodes sign with their own private keys."""
-
-    def __init__(self, public_keys: list[bytes]) -> None:
-        self.public_keys = list(public_keys)
-        self.ids = [key_id(k) for k in self.public_keys]
-
-    def __len__(self) -> int:
-        return len(self.public_keys)
-
-
-def _party_keys(parties: int | list[bytes] | None) -> PartyKeys | RosterPartyKeys | None:
+def _party_keys(parties: int | list[bytes] | None) -> PublicPartyKeys | None:
     if parties is None:
         return None
-    return PartyKeys.generate(parties) if isinstance(parties, int) else RosterPartyKeys(parties)
+    return PartyKeys.generate(parties) if isinstance(parties, int) else PublicPartyKeys(parties)
 
 
 class _Keys:
@@ -88,7 +77,7 @@ class _Keys:
         owner: Identity,
         aggregator: Identity,
         validators: list[Identity],
-        parties: PartyKeys | RosterPartyKeys | None,
+        parties: PublicPartyKeys | None,
     ):
         self.owner, self.aggregator, self.validators, self.parties = owner, aggregator, validators, parties
 
@@ -222,7 +211,7 @@ class RunLedger:
         return self.ledger.task
 
     @property
-    def party_keys(self) -> PartyKeys | RosterPartyKeys | None:
+    def party_keys(self) -> PublicPartyKeys | None:
         return self.keys.parties
 
     def _create(self, config_text: str) -> None:

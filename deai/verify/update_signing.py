@@ -39,16 +39,24 @@ def update_message(task: str, round_: int, party_key: str, digest: bytes) -> byt
     return _UPDATE_TAG + text.encode()
 
 
-class PartyKeys:
-    """One Ed25519 identity per party of the federation, by dense index."""
+class PublicPartyKeys:
+    """The parties' public keys by dense index: what a server checks signatures with. On a network
+    these are the roster's, and each party node holds its own private key."""
 
-    def __init__(self, identities: list[Identity]) -> None:
-        self.identities = identities
-        self.public_keys = [i.public_key for i in identities]
+    def __init__(self, public_keys: list[bytes]) -> None:
+        self.public_keys = list(public_keys)
         self.ids = [key_id(k) for k in self.public_keys]
 
     def __len__(self) -> int:
-        return len(self.identities)
+        return len(self.public_keys)
+
+
+class PartyKeys(PublicPartyKeys):
+    """One Ed25519 identity per party of the federation, by dense index (the simulator holds them all)."""
+
+    def __init__(self, identities: list[Identity]) -> None:
+        super().__init__([i.public_key for i in identities])
+        self.identities = identities
 
     @classmethod
     def generate(cls, count: int) -> PartyKeys:
@@ -78,6 +86,14 @@ class PartyKeys:
         return cls([Identity("party", k) for k in keys])
 
 
+def sign_rows(batch: UpdateBatch, identities: Any, ids: Any, task_id: str) -> list[bytes]:
+    """Each row's signature by its party (``identities[p]``, key id ``ids[p]``): the last party-side step."""
+    return [
+        identities[p].sign(update_message(task_id, int(r), ids[p], d))
+        for p, r, d in zip(batch.party_ids.tolist(), batch.round.tolist(), batch.digests(), strict=True)
+    ]
+
+
 class SigningParties:
     """The party side with signatures: wraps the party program the transport drives and signs each row."""
 
@@ -93,10 +109,7 @@ class SigningParties:
             from deai.verify.commit_reveal import commit_rows
 
             batch.commits = commit_rows(batch, self.keys.identities, self.keys.ids, self.task_id)
-        batch.signatures = [
-            self.keys.identities[p].sign(update_message(self.task_id, int(r), self.keys.ids[p], d))
-            for p, r, d in zip(batch.party_ids.tolist(), batch.round.tolist(), batch.digests(), strict=True)
-        ]
+        batch.signatures = sign_rows(batch, self.keys.identities, self.keys.ids, self.task_id)
         return batch
 
     def __getattr__(self, name: str) -> Any:  # evaluate, declines, close, budgets: the wrapped party's
