@@ -14,6 +14,23 @@ AGGREGATORS: dict[str, type] = {"mean": WeightedMean, "fednova": FedNova, **RULE
 PRIVATE = ("secagg", "he_ckks")  # sum-only aggregators that never see an individual update
 
 
+def aggregator_class(name: str) -> type:
+    """The class of the aggregator ``name`` (its traits, such as ``private``, are class attributes).
+
+    Raises ValueError naming the allowed names."""
+    if name == "secagg":
+        from deai.privacy.secagg import SecureAggregator
+
+        return SecureAggregator
+    if name == "he_ckks":
+        from deai.privacy.he import HEAggregator
+
+        return HEAggregator
+    if name in AGGREGATORS:
+        return AGGREGATORS[name]
+    raise ValueError(f"unknown aggregator {name!r}; choose one of: {', '.join([*AGGREGATORS, *PRIVATE])}")
+
+
 def make_aggregator(
     name: str, options: dict[str, Any] | None = None, *, num_parties: int, f_max: float | None = None
 ) -> Aggregator:
@@ -26,18 +43,7 @@ def make_aggregator(
     Raises ValueError naming the allowed names or options.
     """
     options = dict(options or {})
-    if name == "secagg":
-        from deai.privacy.secagg import SecureAggregator
-
-        cls: type = SecureAggregator
-    elif name == "he_ckks":
-        from deai.privacy.he import HEAggregator
-
-        cls = HEAggregator
-    elif name in AGGREGATORS:
-        cls = AGGREGATORS[name]
-    else:
-        raise ValueError(f"unknown aggregator {name!r}; choose one of: {', '.join([*AGGREGATORS, *PRIVATE])}")
+    cls = aggregator_class(name)
     allowed = check_options(cls.__init__, options, f"aggregator {name!r}")
     if "num_parties" in allowed and "num_parties" not in options:
         options["num_parties"] = num_parties
@@ -54,5 +60,6 @@ __all__ = [
     "Aggregator",
     "FedNova",
     "WeightedMean",
+    "aggregator_class",
     "make_aggregator",
 ]

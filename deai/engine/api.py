@@ -26,6 +26,7 @@ from deai.config import (
     ConfigWarning,
     DeaiWarning,
     ExperimentConfig,
+    LedgerSection,
     ineffective_settings,
     load_config,
     parse_config,
@@ -354,22 +355,32 @@ def check_ledger_settings(cfg: ExperimentConfig, sim: Simulation) -> None:
                 f"cannot be recomputed: {'; '.join(limits)}. Set ledger.validators = 0, or choose another "
                 "strategy.aggregator"
             )
-    rule = traits(sim.strategy.aggregator)
+    limits = ledger_rule_limits(led, sim.strategy.aggregator)
+    if limits:
+        raise ConfigError(limits[0])
+
+
+def ledger_rule_limits(led: LedgerSection, aggregator: Any) -> list[str]:
+    """What ``ledger.sign_updates`` / ``commit_reveal`` cannot do under this aggregation rule, one fix per
+    line (the simulator refuses the first; a networked task lists them all)."""
+    rule = traits(aggregator)
+    out = []
     # under SecAgg+ the session itself commits to the masked inputs (switched on where the rule is built)
     if led.commit_reveal and rule.private and rule.name != "secagg":
-        raise ConfigError(
+        out.append(
             f"ledger.commit_reveal: under {rule.name!r} the parties send ciphertexts in one step, so there "
             "is no input to commit to before revealing it; use secagg, or set ledger.commit_reveal = false"
         )
     if led.commit_reveal and not rule.private and not led.sign_updates:
-        raise ConfigError(
+        out.append(
             "ledger.commit_reveal: commitments are signed by each party's key; set ledger.sign_updates = true"
         )
     if led.sign_updates and rule.private:
-        raise ConfigError(
-            f"ledger.sign_updates: under {cfg.strategy.aggregator!r} updates never leave the parties, so "
-            "there is nothing to sign; set ledger.sign_updates = false"
+        out.append(
+            f"ledger.sign_updates: under {rule.name!r} updates never leave the parties, so there is nothing "
+            "to sign; set ledger.sign_updates = false"
         )
+    return out
 
 
 def _run_ledger(cfg: ExperimentConfig, sim: Simulation, rd: RunDirectory) -> RunLedger:

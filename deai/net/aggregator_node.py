@@ -50,31 +50,30 @@ def network_limits(cfg: ExperimentConfig) -> list[str]:
     led = cfg.ledger
     if led.enabled and (led.sign_updates or led.commit_reveal):
         if net.topology != "star":
+            why = {
+                "hierarchical": "an edge forwards one averaged update, not each party's signed one",
+                "p2p": "a p2p peer signs every frame and logs each neighbour's signed frame in its own "
+                "ledger (deai ledger cross-check), but per-update commitments need an aggregator",
+            }[net.topology]
             out.append(
-                f"ledger.sign_updates / commit_reveal on network.topology {net.topology!r}: "
-                + (
-                    "an edge forwards one averaged update, not each party's signed one"
-                    if net.topology == "hierarchical"
-                    else "a p2p peer signs every frame and logs each neighbour's signed frame in its own "
-                    "ledger (deai ledger cross-check), but per-update commitments need an aggregator"
-                )
-                + "; use network.topology = 'star' or set them off"
+                f"ledger.sign_updates / commit_reveal on network.topology {net.topology!r}: {why}; use "
+                "network.topology = 'star' or set them off"
             )
         elif part.async_buffer is not None:
             out.append(
                 "ledger.sign_updates / commit_reveal with participation.async_buffer: FedBuff's updates "
                 "answer different rounds, which one commit deadline cannot order; remove async_buffer"
             )
-        elif led.commit_reveal and not led.sign_updates and cfg.strategy.aggregator != "secagg":
+        elif led.commit_reveal and cfg.strategy.aggregator == "secagg":
             out.append(
-                "ledger.commit_reveal: commitments are signed by each party's key; set "
-                "ledger.sign_updates = true"
+                "ledger.commit_reveal under secagg runs in the simulator only so far (over the wire the "
+                "commitments to masked inputs are not carried yet); set ledger.commit_reveal = false"
             )
-        elif led.commit_reveal and cfg.strategy.aggregator in ("secagg", "he_ckks"):
-            out.append(
-                "ledger.commit_reveal under a private sum runs in the simulator only so far (over the wire "
-                "the commitments to masked inputs are not carried yet); set ledger.commit_reveal = false"
-            )
+        else:
+            from deai.aggregate import aggregator_class
+            from deai.engine.api import ledger_rule_limits  # the simulator's own checks
+
+            out += ledger_rule_limits(led, aggregator_class(cfg.strategy.aggregator or "mean"))
     if led.enabled and led.validators:
         out += _validator_limits(cfg)
     if cfg.valuation.method != "none" or cfg.incentives.reward_per_round > 0:

@@ -187,3 +187,9 @@ def test_a_star_of_signed_updates_can_run_and_commit_reveal_needs_signatures():
     assert network_limits(parse_config(signed)) == []
     unsigned = {**BASE, "ledger": {"commit_reveal": True}}
     assert any("set ledger.sign_updates = true" in line for line in network_limits(parse_config(unsigned)))
+
+
+def test_a_network_task_gets_the_simulators_ledger_rule_checks():
+    """Signing under a private sum is refused on the wire as in the simulator (nothing individual to sign)."""
+    cfg = {**BASE, "ledger": {"sign_updates": True}, "strategy": {"aggregator": "secagg"}}
+    assert any("nothing to sign" in line for line in network_limits(parse_config(cfg)))
