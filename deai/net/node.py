@@ -455,10 +455,8 @@ def _peer(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
     except ImportError:
         raise ConfigError("--role peer needs hivemind: pip install 'deai[p2p]'") from None
     shards, index, identity, roster, tid, log = _own_party(args, cfg)
-    attack = None
-    if args.fault == "equivocate":
-        attack = ("equivocate", 0.0)
-    elif args.fault:
+    attack, equivocate = None, args.fault == "equivocate"
+    if args.fault and not equivocate:
         kind, _, scale = args.fault.partition(":")
         if kind != "sign_flip" or not scale.replace(".", "", 1).isdigit():
             raise ConfigError(
@@ -483,7 +481,17 @@ def _peer(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
         cfg, index, model.init_params(cfg.run.seed), strategy.local, lambda w: party.evaluate(w).scores()
     )
     transport = GossipTransport(
-        cfg, server, party, link, gate, Sealer(identity, tid), roster, tid, log, attack=attack
+        cfg,
+        server,
+        party,
+        link,
+        gate,
+        Sealer(identity, tid),
+        roster,
+        tid,
+        log,
+        attack=attack,
+        equivocate=equivocate,
     )
     rd = RunDirectory(args.state / "run")
     resumed = False
@@ -510,15 +518,16 @@ def _peer(args: NodeArgs, cfg: ExperimentConfig) -> dict[str, Any]:
         transport.deadline.first_s = transport.deadline.floor_s  # the others are already running
     log("members", have=have, want=want)
     book = PeerLedger(rd.path, identity, roster, index, cfg.to_toml()) if cfg.ledger.enabled else None
-    start = [params_hash(server.state.params, model.layout)]  # the model the next round starts from
+    before = params_hash(server.state.params, model.layout)  # the model the next round starts from
 
     def record(rec: Any) -> None:
+        nonlocal before
         after = params_hash(rec.params, model.layout)
         sent = transport.sent.pop(rec.round, None)
         if book is not None:  # before the checkpoint: a resumed peer replays, and skips, what is logged
             proofs = transport.mailbox.proofs_of(rec.round, rec.accepted.tolist())
-            book.record(rec.round, start[0], after, sent, proofs)
-        start[0] = after
+            book.record(rec.round, before, after, sent, proofs)
+        before = after
         rd.append_metrics(rec.metrics)
         rd.checkpoint(rec.round, rec.params, model.layout, {}, cfg, cfg.run.checkpoint_every)
         log("round", **{k: rec.metrics[k] for k in ("round", "received", "missing") if k in rec.metrics},

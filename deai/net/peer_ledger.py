@@ -21,8 +21,9 @@ from deai.config import ConfigError
 from deai.net.roster import Roster
 from deai.verify.identity import Identity
 from deai.verify.ledger import Head, Ledger, LedgerError, read_entries
+from deai.verify.quorum import GOSSIP_ROUND
 
-GOSSIP_ROUND = "gossip_round"
+__all__ = ["GOSSIP_ROUND", "PeerLedger"]
 
 
 class PeerLedger:

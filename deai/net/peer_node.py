@@ -46,25 +46,23 @@ ANNOUNCE_TTL_S = 30.0
 
 
 class Mailbox:
-    """Models that arrived, by round and sender; the round loop waits on it."""
+    """Models that arrived, by round and sender, each with the signed header it came in (the peer's
+    ledger keeps those); the round loop waits on it."""
 
     def __init__(self) -> None:
-        self.by_round: dict[int, dict[int, np.ndarray]] = {}
-        self.proofs: dict[int, dict[int, tuple[dict[str, Any], bytes]]] = {}  # the frames' signed headers
+        self.by_round: dict[int, dict[int, tuple[np.ndarray, tuple[dict[str, Any], bytes]]]] = {}
         self.cv = threading.Condition()
 
     def put(self, round_: int, party: int, model: np.ndarray, proof: tuple[dict[str, Any], bytes]) -> None:
         with self.cv:
-            if party not in self.by_round.setdefault(round_, {}):  # the first one counts
-                self.by_round[round_][party] = model
-                self.proofs.setdefault(round_, {})[party] = proof
+            self.by_round.setdefault(round_, {}).setdefault(party, (model, proof))  # the first one counts
             self.cv.notify_all()
 
     def proofs_of(self, round_: int, parties: list[int]) -> dict[int, tuple[dict[str, Any], bytes]]:
         """The signed header each of ``parties``' models for ``round_`` arrived with."""
         with self.cv:
-            got = self.proofs.get(round_, {})
-            return {j: got[j] for j in parties if j in got}
+            got = self.by_round.get(round_, {})
+            return {j: got[j][1] for j in parties if j in got}
 
     def wait(self, round_: int, want: set[int], until: float) -> dict[int, np.ndarray]:
         with self.cv:
@@ -73,8 +71,7 @@ class Mailbox:
             got = dict(self.by_round.get(round_, {}))
             for r in [r for r in self.by_round if r < round_ - 1]:
                 del self.by_round[r]  # bounded: rounds long gone (the ledger took their proofs by now)
-                self.proofs.pop(r, None)
-            return {j: m for j, m in got.items() if j in want}
+            return {j: m for j, (m, _) in got.items() if j in want}
 
 
 class HivemindLink:
@@ -285,11 +282,11 @@ class GossipTransport:
         log: EventLog,
         *,
         attack: tuple[str, float] | None = None,
+        equivocate: bool = False,
     ) -> None:
         self.cfg, self.server, self.party, self.link, self.gate = cfg, server, party, link, gate
         self.sealer, self.roster, self.tid, self.log = sealer, roster, tid, log
-        self.equivocate = attack is not None and attack[0] == "equivocate"
-        self.attack = None if self.equivocate else attack
+        self.attack, self.equivocate = attack, equivocate  # fault injection: Byzantine peers
         self.sent: dict[int, str] = {}  # round -> SHA-256 of the model body this peer sent
         self.index, self.n = server.index, len(roster.parties)
         self.mailbox = Mailbox()

@@ -103,8 +103,9 @@ def wait_for_reservation(p2p: Any, relays: list[str], run: Any, timeout: float, 
         time.sleep(10.0)
 
 
-def run_relay(listen: str, state: Path, log: EventLog, *, stop: threading.Event | None = None) -> str:
-    """Serve as a relay and DHT server until SIGTERM/SIGINT (or ``stop``); its first multiaddress."""
+def run_relay(listen: str, state: Path, log: EventLog, *, stop: threading.Event | None = None) -> None:
+    """Serve as a relay and DHT server until SIGTERM/SIGINT (or ``stop``); its multiaddresses go to
+    ``STATE/address``."""
     try:
         import hivemind
     except ImportError:
@@ -125,4 +126,3 @@ def run_relay(listen: str, state: Path, log: EventLog, *, stop: threading.Event 
     finally:
         dht.shutdown()
         log("exit")
-    return maddrs[0]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from deai.verify.ledger import read_entries, verify
+from deai.verify.quorum import GOSSIP_ROUND
 
 EQUIVOCATION, FALSE_LOG = "equivocation", "false_log"
 
@@ -60,7 +61,7 @@ def cross_check(paths: list[Path]) -> Audit:
         me = created["peer"]
         peers.append(me)
         for e in entries:
-            if e["kind"] != "gossip_round":
+            if e["kind"] != GOSSIP_ROUND:
                 continue
             r, body = e["round"], e["body"]
             rounds.add(r)

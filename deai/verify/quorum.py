@@ -33,6 +33,7 @@ from deai.verify.update_signing import update_message
 
 AGGREGATES = ("aggregator", "owner")  # roles that may publish a round (an owner may aggregate itself)
 ATTESTED = ("updates_root", "aggregate_sha256", "model_sha256")
+GOSSIP_ROUND = "gossip_round"  # a p2p peer's own log entry for one round (deai.net.peer_ledger)
 
 
 def quorum_size(validators: int) -> int:
@@ -119,7 +120,7 @@ class RoundChecks:
             return self._rewards(seq, entry, role)
         elif kind == "slash":
             return self._slash(seq, entry, role)
-        elif kind == "gossip_round":
+        elif kind == GOSSIP_ROUND:
             return self._gossip(seq, entry, role)
         return None
 
