@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+import star_rounds
 
 MODES = {
     "plain": {},
@@ -40,35 +40,16 @@ def _task(ledger: dict) -> object:
 
 
 def simulated(mode: str, where: Path) -> dict[str, object]:
-    import deai
-
-    walls = []
-    for i in range(4):  # the first pays the imports and caches: min of the other three
-        t0 = time.perf_counter()
-        result = deai.run(_task(MODES[mode]), where / f"sim-{mode}-{i}".replace(" ", ""))
-        walls.append(time.perf_counter() - t0)
-    return {
-        "where": "simulator",
-        "mode": mode,
-        "ms_per_round": round(1000 * min(walls[1:]) / len(result.history), 2),
-        "model_hash": result.model_hash,
-    }
+    ms, result = star_rounds.simulated(_task(MODES[mode]), where / f"sim-{mode}".replace(" ", ""))
+    return {"where": "simulator", "mode": mode, "ms_per_round": ms, "model_hash": result.model_hash}
 
 
 def networked(mode: str, where: Path) -> dict[str, object]:
-    from deai.net.launch import LocalFederation, launch
-
-    out = where / f"net-{mode}".replace(" ", "")
-    summary = launch(_task(MODES[mode]), out, timeout=600)
-    lines = [json.loads(x) for x in (out / "nodes/aggregator/run/metrics.jsonl").read_text().splitlines()]
-    rounds = [
-        e for e in LocalFederation(_task(MODES[mode]), out).events("aggregator") if e["event"] == "round"
-    ]
-    walls = [m["wall_time_s"] for m in lines]
+    ms, summary, rounds, _ = star_rounds.networked(_task(MODES[mode]), where / f"net-{mode}".replace(" ", ""))
     return {
         "where": "10 party processes",
         "mode": mode,
-        "ms_per_round": round(1000 * float(np.median(np.diff([0.0, *walls]))), 2),
+        "ms_per_round": ms,
         "aggregator_bytes_in_per_round": round(float(np.median([e["bytes_in"] for e in rounds]))),
         "model_hash": summary["model_hash"],
     }

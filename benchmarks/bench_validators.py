@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+import star_rounds
 
 
 def _task(validators: int):  # noqa: ANN202
@@ -33,46 +33,29 @@ def _task(validators: int):  # noqa: ANN202
     )
 
 
-def _per_round_ms(walls: list[float]) -> float:
-    return round(1000 * float(np.median(np.diff([0.0, *walls]))), 2)
-
-
 def simulated(validators: int, where: Path) -> dict[str, float]:
-    import deai
-
-    walls = []
-    for i in range(4):  # the first pays the imports and caches: min of the other three
-        t0 = time.perf_counter()
-        result = deai.run(_task(validators), where / f"sim-{validators}-{i}")
-        walls.append(time.perf_counter() - t0)  # a whole written run: in-process validators work in it
-    wall = min(walls[1:])
+    ms, result = star_rounds.simulated(_task(validators), where / f"sim-{validators}")
     return {
         "where": "simulator",
         "validators": validators,
-        "ms_per_round": round(1000 * wall / len(result.history), 2),
+        "ms_per_round": ms,
         "ledger_entries": result.ledger["entries"],
         "model_hash": result.model_hash,
     }
 
 
 def networked(validators: int, where: Path) -> dict[str, float]:
-    from deai.net.launch import LocalFederation, launch
     from deai.verify.ledger import Head, verify
 
     out = where / f"net-{validators}"
-    t0 = time.perf_counter()
-    summary = launch(_task(validators), out, timeout=600)
-    wall = time.perf_counter() - t0
-    fed = LocalFederation(_task(validators), out)
-    lines = [json.loads(x) for x in (out / "nodes/aggregator/run/metrics.jsonl").read_text().splitlines()]
-    rounds = [e for e in fed.events("aggregator") if e["event"] == "round"]
+    ms, summary, rounds, wall = star_rounds.networked(_task(validators), out)
     head = Head.from_dict(summary["ledger"])
     replicas = [p / "ledger.db" for p in (out / "nodes").iterdir() if (p / "ledger.db").is_file()]
     valid = sum(verify(p, head).valid for p in replicas)
     return {
         "where": "10 party processes",
         "validators": validators,
-        "ms_per_round": _per_round_ms([m["wall_time_s"] for m in lines]),
+        "ms_per_round": ms,
         "aggregator_bytes_out_per_round": round(float(np.median([e["bytes_out"] for e in rounds]))),
         "ledger_entries": head.entries,
         "replicas_verified": f"{valid} of {len(replicas)}",
